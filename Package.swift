@@ -21,8 +21,10 @@ let package = Package(
     .target(name: "TarsProtocol"),
     // Framework interfaces generated from idl/*.tars, plus the locator's endpoint cache.
     .target(name: "TarsFramework", dependencies: ["TarsProtocol"]),
+    // Linux calls Swift cannot reach directly (epoll, eventfd, variadic functions).
+    .target(name: "CTarsSys"),
     // Dependency-free RPC on POSIX sockets and epoll (tarsnode, tarsctl).
-    .target(name: "TarsRPC", dependencies: ["TarsProtocol", "TarsFramework"]),
+    .target(name: "TarsRPC", dependencies: ["TarsProtocol", "TarsFramework", "CTarsSys"]),
     // SwiftNIO server and client (control plane).
     .target(
       name: "TarsNIO",

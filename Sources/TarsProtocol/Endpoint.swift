@@ -3,6 +3,11 @@ public struct TarsAddressError: Error, Sendable, Equatable, CustomStringConverti
   public var input: String
   public var message: String
 
+  public init(input: String, message: String) {
+    self.input = input
+    self.message = message
+  }
+
   public var description: String { "invalid address '\(input)': \(message)" }
 }
 

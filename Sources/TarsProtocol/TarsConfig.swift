@@ -4,6 +4,11 @@ public struct TarsConfigError: Error, Sendable, Equatable, CustomStringConvertib
   public var line: Int?
   public var message: String
 
+  public init(line: Int?, message: String) {
+    self.line = line
+    self.message = message
+  }
+
   public var description: String { line.map { "config line \($0): \(message)" } ?? "config: \(message)" }
 }
 

@@ -1,0 +1,63 @@
+// Linux calls the Glibc module does not expose (epoll, eventfd) or that Swift cannot call
+// directly (variadic functions), wrapped as small inline functions. Header-only in spirit; the
+// .c file exists because SwiftPM needs one source per C target.
+#ifndef CTARSSYS_H
+#define CTARSSYS_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum {
+  CTARS_EPOLLIN = EPOLLIN,
+  CTARS_EPOLLOUT = EPOLLOUT,
+  CTARS_EPOLLERR = EPOLLERR,
+  CTARS_EPOLLHUP = EPOLLHUP,
+  CTARS_EPOLLRDHUP = EPOLLRDHUP,
+};
+
+/// epoll_ctl with the fd itself as the event's data (struct epoll_event is packed on x86-64,
+/// which Swift does not import reliably).
+static inline int ctars_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+  struct epoll_event ev;
+  ev.events = events;
+  ev.data.u64 = 0;
+  ev.data.fd = fd;
+  return epoll_ctl(epfd, op, fd, &ev);
+}
+
+/// epoll_wait that unpacks the ready events into two plain arrays.
+static inline int ctars_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms) {
+  struct epoll_event evs[64];
+  if (max > 64) max = 64;
+  int n = epoll_wait(epfd, evs, max, timeout_ms);
+  for (int i = 0; i < n; i++) {
+    fds[i] = evs[i].data.fd;
+    events[i] = evs[i].events;
+  }
+  return n;
+}
+
+static inline int ctars_set_nonblocking(int fd) {
+  int flags = fcntl(fd, F_GETFL, 0);
+  if (flags < 0) return -1;
+  return fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+static inline int ctars_errno(void) { return errno; }
+
+static inline int ctars_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
+  return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+#endif
