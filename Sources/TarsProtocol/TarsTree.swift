@@ -119,7 +119,7 @@ extension TarsValue {
   /// `{"type": "MAP", "len": n, "entries": [{"key": …, "value": …}]}`, `{"type": "STRUCT", "fields": […]}`.
   public func json(tag: UInt8? = nil) -> JSONValue {
     var members: [(String, JSONValue)] = []
-    if let tag { members.append(("tag", .number(Double(tag)))) }
+    if let tag { members.append(("tag", .integer(Int64(tag)))) }
     switch self {
     case .integer(let v, let t):
       members += [("type", .string(t.description)), ("value", .integer(v))]

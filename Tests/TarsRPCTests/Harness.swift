@@ -81,7 +81,11 @@ final class AdminImpl: AdminFServant, Sendable {
 
   func shutdown(current: TarsCurrent) throws { shutdowns.add(1, ordering: .relaxed) }
   func notify(command: String, current: TarsCurrent) throws -> String {
-    command == "tars.viewstatus" ? "[notify prefix object num:1]\n[1]:app=Test server=HelloServer\n" : ""
+    if command == "hang" {
+      _ = current.deferReply()
+      return ""
+    }
+    return command == "tars.viewstatus" ? "[notify prefix object num:1]\n[1]:app=Test server=HelloServer\n" : ""
   }
   func getPid(current: TarsCurrent) throws -> Int64 { Int64(getpid()) }
 }

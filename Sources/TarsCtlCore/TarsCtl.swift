@@ -1,0 +1,106 @@
+import TarsFramework
+import TarsProtocol
+import TarsRPC
+
+/// A command failed: one line that says what went wrong.
+public struct TarsCtlError: Error, Sendable, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// The operator's protocol tools, as functions the `tarsctl` executable and the tests call.
+/// Each call runs its own event loop and returns when the answer (or the timeout) is in.
+public struct TarsCtl {
+  public var timeoutMs: Int
+  let loop: TarsEventLoop
+  let client: TarsClient
+
+  public init(timeoutMs: Int = 3000) throws(TarsCtlError) {
+    self.timeoutMs = timeoutMs
+    do {
+      loop = try TarsEventLoop()
+    } catch {
+      throw TarsCtlError("cannot start: \(error)")
+    }
+    client = TarsClient(loop: loop, options: .init(connectTimeoutMs: timeoutMs))
+  }
+
+  static func address(_ text: String, defaultName: String? = nil) throws(TarsCtlError) -> TarsObjectAddress {
+    var text = text
+    // A bare endpoint ("tcp -h … -p …") addresses `defaultName` there.
+    if let defaultName, let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).first,
+      TarsEndpoint.Transport(rawValue: first.lowercased()) != nil
+    {
+      text = defaultName + "@" + text
+    }
+    do {
+      return try TarsObjectAddress(parsing: text)
+    } catch {
+      throw TarsCtlError(error.description)
+    }
+  }
+
+  func blocking<T>(_ start: (@escaping (Result<T, TarsCallError>) -> Void) -> Void) throws(TarsCtlError) -> T {
+    var outcome: Result<T, TarsCallError>?
+    start { outcome = $0 }
+    loop.run(until: { outcome != nil })
+    switch outcome! {
+    case .success(let v): return v
+    case .failure(let e): throw TarsCtlError(e.description)
+    }
+  }
+
+  public struct PingResult: Sendable {
+    public var endpoint: TarsEndpoint
+    /// Round trip in milliseconds, or the failure.
+    public var result: Result<Double, TarsCtlError>
+  }
+
+  /// `tars_ping` every endpoint of `address` (or, by name, the locator's active endpoints).
+  public func ping(_ address: String, locator: String? = nil) throws(TarsCtlError) -> [PingResult] {
+    var target = try Self.address(address)
+    if target.endpoints.isEmpty {
+      guard let locator else { throw TarsCtlError("\(target.name) has no endpoints; give '\(target.name)@tcp -h HOST -p PORT' or --locator") }
+      let (active, _) = try query(locator: locator, name: target.name)
+      guard !active.isEmpty else { throw TarsCtlError("the locator knows no active endpoint of \(target.name)") }
+      target.endpoints = active
+    }
+    var results: [PingResult] = []
+    for endpoint in target.endpoints {
+      let request = RequestPacket(
+        iVersion: 1, cPacketType: 0, iMessageType: 0, iRequestId: 0, sServantName: target.name, sFuncName: "tars_ping",
+        sBuffer: [], iTimeout: Int32(timeoutMs), context: [:], status: [:])
+      let start = TarsEventLoop.now()
+      do throws(TarsCtlError) {
+        let reply = try blocking { client.invoke(request, to: endpoint, timeoutMs: timeoutMs, completion: $0) }
+        let elapsed = Double(TarsEventLoop.now() - start) / 1_000_000
+        do {
+          try reply.checkSuccess()
+          results.append(PingResult(endpoint: endpoint, result: .success(elapsed)))
+        } catch {
+          results.append(PingResult(endpoint: endpoint, result: .failure(TarsCtlError(error.description))))
+        }
+      } catch {
+        results.append(PingResult(endpoint: endpoint, result: .failure(error)))
+      }
+    }
+    return results
+  }
+
+  /// Asks the locator for the active and inactive endpoints of `name` (findObjectById4Any).
+  public func query(locator: String, name: String) throws(TarsCtlError) -> (active: [TarsEndpoint], inactive: [TarsEndpoint]) {
+    let proxy = TarsProxy(client: client, address: try Self.address(locator, defaultName: "tars.tarsregistry.QueryObj"))
+    let r = try blocking {
+      proxy.call(QueryF.FindObjectById4Any.self, .init(id: name), options: .init(timeoutMs: timeoutMs), completion: $0)
+    }
+    guard r.ret == 0 else { throw TarsCtlError("the locator answered \(r.ret) for \(name)") }
+    return (r.activeEp.map(TarsEndpoint.init), r.inactiveEp.map(TarsEndpoint.init))
+  }
+
+  /// Sends `command` to a server's AdminObj (`AdminF.notify`) and returns its reply.
+  public func admin(_ endpoint: String, command: String) throws(TarsCtlError) -> String {
+    let proxy = TarsProxy(client: client, address: try Self.address(endpoint, defaultName: "AdminObj"))
+    return try blocking { proxy.call(AdminF.Notify.self, .init(command: command), options: .init(timeoutMs: timeoutMs), completion: $0) }.ret
+  }
+}
