@@ -1,5 +1,8 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 import PackageDescription
+
+/// Every target of ours builds in Swift 6 mode with warnings as errors.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 
 let package = Package(
   name: "TarsK8s",
@@ -18,13 +21,13 @@ let package = Package(
   targets: [
     // The protocol core: codec, packets, framing, endpoints, config files, dispatch rules.
     // Imports neither Foundation nor SwiftNIO so tarsnode can carry it.
-    .target(name: "TarsProtocol"),
+    .target(name: "TarsProtocol", swiftSettings: strict),
     // Framework interfaces generated from idl/*.tars, plus the locator's endpoint cache.
-    .target(name: "TarsFramework", dependencies: ["TarsProtocol"]),
+    .target(name: "TarsFramework", dependencies: ["TarsProtocol"], swiftSettings: strict),
     // Linux calls Swift cannot reach directly (epoll, eventfd, variadic functions).
     .target(name: "CTarsSys"),
     // Dependency-free RPC on POSIX sockets and epoll (tarsnode, tarsctl).
-    .target(name: "TarsRPC", dependencies: ["TarsProtocol", "TarsFramework", "CTarsSys"]),
+    .target(name: "TarsRPC", dependencies: ["TarsProtocol", "TarsFramework", "CTarsSys"], swiftSettings: strict),
     // SwiftNIO server and client (control plane).
     .target(
       name: "TarsNIO",
@@ -32,25 +35,43 @@ let package = Package(
         "TarsProtocol", "TarsFramework",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
-      ]),
+      ],
+      swiftSettings: strict),
     // The .tars IDL parser and Swift generator behind tars2swift.
-    .target(name: "TarsIDL"),
+    .target(name: "TarsIDL", swiftSettings: strict),
     .executableTarget(
       name: "tars2swift",
-      dependencies: ["TarsIDL", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+      dependencies: ["TarsIDL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      swiftSettings: strict),
     // What tarsctl's commands do, importable by tests.
-    .target(name: "TarsCtlCore", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC"]),
+    .target(name: "TarsCtlCore", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC"], swiftSettings: strict),
     .executableTarget(
       name: "tarsctl",
       dependencies: ["TarsCtlCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-      path: "Sources/TarsCtl"),
+      path: "Sources/TarsCtl", swiftSettings: strict),
+    // Prints codec and RPC figures (Benchmarks/run); not a test.
+    .executableTarget(
+      name: "tars-bench",
+      dependencies: [
+        "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      path: "Benchmarks/TarsBench", swiftSettings: strict),
+
     // Test-only helpers: fixture loading and the types generated from Tests/TarsTestSupport/idl.
-    .target(name: "TarsTestSupport", dependencies: ["TarsProtocol"], path: "Tests/TarsTestSupport", exclude: ["idl"]),
-    .testTarget(name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsTestSupport"]),
-    .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"]),
+    .target(
+      name: "TarsTestSupport", dependencies: ["TarsProtocol"], path: "Tests/TarsTestSupport", exclude: ["idl"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsTestSupport"],
+      swiftSettings: strict),
+    .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",
-      dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsCtlCore", "TarsTestSupport"]),
+      dependencies: [
+        "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsCtlCore", "TarsTestSupport",
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: strict),
   ],
   swiftLanguageModes: [.v6]
 )

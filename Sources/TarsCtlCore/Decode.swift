@@ -47,7 +47,9 @@ public enum PacketDescriber {
 
   static func packet(_ body: [UInt8], frameLength: Int?) -> JSONValue? {
     // The request carries the servant name (a string) at tag 5; the response its iRet (an int).
-    guard let fields = try? TarsValue.decodeFields(body), let tag5 = fields.first(where: { $0.tag == 5 }) else { return nil }
+    guard let fields = try? TarsValue.decodeFields(body), let tag5 = fields.first(where: { $0.tag == 5 }) else {
+      return nil
+    }
     var members: [(String, JSONValue)] = []
     if let frameLength { members.append(("frameLength", .integer(Int64(frameLength)))) }
     switch tag5.value {

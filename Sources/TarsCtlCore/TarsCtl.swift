@@ -61,7 +61,9 @@ public struct TarsCtl {
   public func ping(_ address: String, locator: String? = nil) throws(TarsCtlError) -> [PingResult] {
     var target = try Self.address(address)
     if target.endpoints.isEmpty {
-      guard let locator else { throw TarsCtlError("\(target.name) has no endpoints; give '\(target.name)@tcp -h HOST -p PORT' or --locator") }
+      guard let locator else {
+        throw TarsCtlError("\(target.name) has no endpoints; give '\(target.name)@tcp -h HOST -p PORT' or --locator")
+      }
       let (active, _) = try query(locator: locator, name: target.name)
       guard !active.isEmpty else { throw TarsCtlError("the locator knows no active endpoint of \(target.name)") }
       target.endpoints = active
@@ -89,7 +91,9 @@ public struct TarsCtl {
   }
 
   /// Asks the locator for the active and inactive endpoints of `name` (findObjectById4Any).
-  public func query(locator: String, name: String) throws(TarsCtlError) -> (active: [TarsEndpoint], inactive: [TarsEndpoint]) {
+  public func query(locator: String, name: String) throws(TarsCtlError) -> (
+    active: [TarsEndpoint], inactive: [TarsEndpoint]
+  ) {
     let proxy = TarsProxy(client: client, address: try Self.address(locator, defaultName: "tars.tarsregistry.QueryObj"))
     let r = try blocking {
       proxy.call(QueryF.FindObjectById4Any.self, .init(id: name), options: .init(timeoutMs: timeoutMs), completion: $0)
@@ -101,6 +105,8 @@ public struct TarsCtl {
   /// Sends `command` to a server's AdminObj (`AdminF.notify`) and returns its reply.
   public func admin(_ endpoint: String, command: String) throws(TarsCtlError) -> String {
     let proxy = TarsProxy(client: client, address: try Self.address(endpoint, defaultName: "AdminObj"))
-    return try blocking { proxy.call(AdminF.Notify.self, .init(command: command), options: .init(timeoutMs: timeoutMs), completion: $0) }.ret
+    return try blocking {
+      proxy.call(AdminF.Notify.self, .init(command: command), options: .init(timeoutMs: timeoutMs), completion: $0)
+    }.ret
   }
 }

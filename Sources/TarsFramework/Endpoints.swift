@@ -56,7 +56,9 @@ public struct LocatorCache: Sendable {
   }
 
   @discardableResult
-  public mutating func store(_ name: String, active: [TarsEndpoint], inactive: [TarsEndpoint], nowMs: UInt64) -> LocatorEntry {
+  public mutating func store(_ name: String, active: [TarsEndpoint], inactive: [TarsEndpoint], nowMs: UInt64)
+    -> LocatorEntry
+  {
     let entry = LocatorEntry(active: active, inactive: inactive, fetchedAtMs: nowMs)
     entries[name] = entry
     return entry

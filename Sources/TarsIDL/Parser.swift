@@ -92,7 +92,9 @@ struct Lexer {
         let start = i
         while i < chars.count && Self.isIdentPart(chars[i]) { i += 1 }
         token = .identifier(String(decoding: chars[start..<i], as: UTF8.self))
-      } else if Self.isDigit(c) || ((c == UInt8(ascii: "-") || c == UInt8(ascii: "+")) && i + 1 < chars.count && Self.isDigit(chars[i + 1])) {
+      } else if Self.isDigit(c)
+        || ((c == UInt8(ascii: "-") || c == UInt8(ascii: "+")) && i + 1 < chars.count && Self.isDigit(chars[i + 1]))
+      {
         token = try number()
       } else if c == UInt8(ascii: "\"") {
         token = .string(try stringLiteral())
@@ -126,7 +128,8 @@ struct Lexer {
       let digitsStart = i
       while i < chars.count && Self.isHexDigit(chars[i]) { i += 1 }
       let negative = chars[start] == UInt8(ascii: "-")
-      guard let v = UInt64(String(decoding: chars[digitsStart..<i], as: UTF8.self), radix: 16), v <= UInt64(Int64.max) else {
+      guard let v = UInt64(String(decoding: chars[digitsStart..<i], as: UTF8.self), radix: 16), v <= UInt64(Int64.max)
+      else {
         throw error("bad hexadecimal number")
       }
       return .integer(negative ? -Int64(v) : Int64(v))
@@ -361,7 +364,8 @@ public struct IDLParser {
         throw error("field \(fname): tag \(tag) must be greater than the previous tag \(last.tag)", at: at)
       }
       if fields.contains(where: { $0.name == fname }) { throw error("duplicate field \(fname)", at: at) }
-      fields.append(IDLField(tag: Int(tag), isRequired: required, type: type, name: fname, defaultValue: value, doc: doc))
+      fields.append(
+        IDLField(tag: Int(tag), isRequired: required, type: type, name: fname, defaultValue: value, doc: doc))
     }
     _ = accept(";")
     return IDLStruct(name: name, fields: fields, keyFields: nil, doc: nil)

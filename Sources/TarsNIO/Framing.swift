@@ -18,7 +18,9 @@ struct TarsFrameDecoder: ByteToMessageDecoder {
     return .continue
   }
 
-  mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+  mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+    -> DecodingState
+  {
     try decode(context: context, buffer: &buffer)
   }
 }

@@ -129,7 +129,9 @@ public final class TarsNIOClient: Sendable {
 
   /// Sends `request` to `endpoint` and returns the reply. ONEWAY requests return as soon as they
   /// are written, with an empty success reply.
-  public func invoke(_ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int) async throws(TarsCallError) -> ResponsePacket {
+  public func invoke(_ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int) async throws(TarsCallError)
+    -> ResponsePacket
+  {
     guard endpoint.transport == .tcp else {
       throw TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported")
     }
@@ -175,7 +177,9 @@ public final class TarsNIOLocator: Sendable {
   let cursor = Atomic<Int>(0)
   public let timeoutMs: Int
 
-  public init(client: TarsNIOClient, address: TarsObjectAddress, refreshIntervalMs: UInt64 = 60_000, timeoutMs: Int = 3000) {
+  public init(
+    client: TarsNIOClient, address: TarsObjectAddress, refreshIntervalMs: UInt64 = 60_000, timeoutMs: Int = 3000
+  ) {
     self.client = client
     self.address = address
     cache = Mutex(LocatorCache(refreshIntervalMs: refreshIntervalMs))
@@ -205,11 +209,14 @@ public final class TarsNIOLocator: Sendable {
     }
     let i = cursor.add(1, ordering: .relaxed).newValue
     let endpoint = address.endpoints[i % address.endpoints.count]
-    let request = QueryF.FindObjectByIdInSameGroup.request(servant: address.name, .init(id: name), options: TarsCallOptions(timeoutMs: timeoutMs))
+    let request = QueryF.FindObjectByIdInSameGroup.request(
+      servant: address.name, .init(id: name), options: TarsCallOptions(timeoutMs: timeoutMs))
     let reply = try await client.invoke(request, to: endpoint, timeoutMs: timeoutMs)
     let r = try QueryF.FindObjectByIdInSameGroup.result(from: reply)
     return cache.withLock {
-      $0.store(name, active: r.activeEp.map(TarsEndpoint.init), inactive: r.inactiveEp.map(TarsEndpoint.init), nowMs: Self.nowMs())
+      $0.store(
+        name, active: r.activeEp.map(TarsEndpoint.init), inactive: r.inactiveEp.map(TarsEndpoint.init),
+        nowMs: Self.nowMs())
     }
   }
 }
@@ -237,19 +244,27 @@ public struct TarsNIOProxy: Sendable {
       return address.endpoints[cursor.value.add(1, ordering: .relaxed).newValue % address.endpoints.count]
     }
     guard let locator else {
-      throw TarsCallError(code: TarsReturnCode.adapterNull, "\(address.name) has no endpoints and no locator is configured")
+      throw TarsCallError(
+        code: TarsReturnCode.adapterNull, "\(address.name) has no endpoints and no locator is configured")
     }
     return try await locator.nextEndpoint(for: address.name)
   }
 
   /// Calls `M` and returns its decoded result.
-  public func call<M: TarsMethod>(_: M.Type, _ args: M.Args, options: TarsCallOptions = TarsCallOptions()) async throws(TarsCallError) -> M.Result {
-    let reply = try await client.invoke(M.request(servant: address.name, args, options: options), to: endpoint(), timeoutMs: options.timeoutMs)
+  public func call<M: TarsMethod>(_: M.Type, _ args: M.Args, options: TarsCallOptions = TarsCallOptions())
+    async throws(TarsCallError) -> M.Result
+  {
+    let reply = try await client.invoke(
+      M.request(servant: address.name, args, options: options), to: endpoint(), timeoutMs: options.timeoutMs)
     return try M.result(from: reply)
   }
 
   /// Sends `M` ONEWAY.
-  public func oneway<M: TarsMethod>(_: M.Type, _ args: M.Args, options: TarsCallOptions = TarsCallOptions()) async throws(TarsCallError) {
-    _ = try await client.invoke(M.request(servant: address.name, args, oneway: true, options: options), to: endpoint(), timeoutMs: options.timeoutMs)
+  public func oneway<M: TarsMethod>(_: M.Type, _ args: M.Args, options: TarsCallOptions = TarsCallOptions())
+    async throws(TarsCallError)
+  {
+    _ = try await client.invoke(
+      M.request(servant: address.name, args, oneway: true, options: options), to: endpoint(),
+      timeoutMs: options.timeoutMs)
   }
 }

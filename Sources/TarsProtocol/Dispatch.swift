@@ -106,7 +106,9 @@ public struct TarsResponder: Sendable {
 
   /// The reply TarsCpp clients accept: the request's version, type 0, its id and message type
   /// echoed.
-  public static func response(to request: RequestPacket, code: Int32, buffer: [UInt8], message: String = "") -> ResponsePacket {
+  public static func response(to request: RequestPacket, code: Int32, buffer: [UInt8], message: String = "")
+    -> ResponsePacket
+  {
     ResponsePacket(
       iVersion: request.iVersion, cPacketType: 0, iRequestId: request.iRequestId, iMessageType: request.iMessageType,
       iRet: code, sBuffer: buffer, status: [:], sResultDesc: message, context: [:])

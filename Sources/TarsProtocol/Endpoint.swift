@@ -195,7 +195,9 @@ public struct TarsObjectAddress: Hashable, Sendable, CustomStringConvertible {
         var j = s.index(after: i)
         while j < s.endIndex, s[j] == " " || s[j] == "\t" { j = s.index(after: j) }
         let rest = s[j...].lowercased()
-        if TarsEndpoint.Transport.allCases.contains(where: { rest.hasPrefix($0.rawValue + " ") || rest.hasPrefix($0.rawValue + "\t") }) {
+        if TarsEndpoint.Transport.allCases.contains(where: {
+          rest.hasPrefix($0.rawValue + " ") || rest.hasPrefix($0.rawValue + "\t")
+        }) {
           pieces.append(trim(s[start..<i]))
           start = j
           i = j

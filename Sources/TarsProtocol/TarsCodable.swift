@@ -29,28 +29,36 @@ extension TarsMapKey where Self: Comparable {
 
 extension Int64: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Int64 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Int64
+  {
     try r.readInteger(type: type, maxWidth: 8, expected: "long", tag: tag)
   }
 }
 
 extension Int32: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Int32 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Int32
+  {
     Int32(truncatingIfNeeded: try r.readInteger(type: type, maxWidth: 4, expected: "int", tag: tag))
   }
 }
 
 extension Int16: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Int16 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Int16
+  {
     Int16(truncatingIfNeeded: try r.readInteger(type: type, maxWidth: 2, expected: "short", tag: tag))
   }
 }
 
 extension Int8: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Int8 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Int8
+  {
     Int8(truncatingIfNeeded: try r.readInteger(type: type, maxWidth: 1, expected: "byte", tag: tag))
   }
 }
@@ -58,7 +66,9 @@ extension Int8: TarsMapKey {
 /// `unsigned byte` travels as a short; TarsCpp reads it as a short and truncates.
 extension UInt8: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> UInt8 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> UInt8
+  {
     UInt8(truncatingIfNeeded: try r.readInteger(type: type, maxWidth: 2, expected: "unsigned byte", tag: tag))
   }
 }
@@ -66,7 +76,9 @@ extension UInt8: TarsMapKey {
 /// `unsigned short` travels as an int.
 extension UInt16: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> UInt16 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> UInt16
+  {
     UInt16(truncatingIfNeeded: try r.readInteger(type: type, maxWidth: 4, expected: "unsigned short", tag: tag))
   }
 }
@@ -74,14 +86,18 @@ extension UInt16: TarsMapKey {
 /// `unsigned int` travels as a long.
 extension UInt32: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> UInt32 {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> UInt32
+  {
     UInt32(truncatingIfNeeded: try r.readInteger(type: type, maxWidth: 8, expected: "unsigned int", tag: tag))
   }
 }
 
 extension Bool: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Bool {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Bool
+  {
     try r.readInteger(type: type, maxWidth: 1, expected: "bool", tag: tag) != 0
   }
   @inlinable public static func tarsPrecedes(_ a: Bool, _ b: Bool) -> Bool { !a && b }
@@ -91,14 +107,18 @@ extension Bool: TarsMapKey {
 
 extension Float: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Float {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Float
+  {
     Float(try r.readFloatingPoint(type: type, allowDouble: false, expected: "float", tag: tag))
   }
 }
 
 extension Double: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Double {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Double
+  {
     try r.readFloatingPoint(type: type, allowDouble: true, expected: "double", tag: tag)
   }
 }
@@ -107,7 +127,9 @@ extension Double: TarsMapKey {
 
 extension String: TarsMapKey {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(self, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> String {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> String
+  {
     try r.readString(type: type, tag: tag)
   }
   /// `std::map<std::string, …>` orders keys by bytes, not by Unicode collation.
@@ -132,7 +154,9 @@ extension Array: TarsCodable where Element: TarsCodable {
   }
 
   @inlinable
-  public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> [Element] {
+  public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError)
+    -> [Element]
+  {
     if Element.self == UInt8.self {
       return unsafeBitCast(try r.readBytes(type: type, tag: tag), to: [Element].self)
     }
@@ -158,7 +182,9 @@ extension Dictionary: TarsCodable where Key: TarsMapKey, Value: TarsCodable {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(map: self, tag: tag) }
 
   @inlinable
-  public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> [Key: Value] {
+  public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> [Key:
+    Value]
+  {
     guard type == .map else {
       throw TarsDecodeError(.typeMismatch(expected: "map", found: type), tag: tag, offset: r.offset)
     }
@@ -198,7 +224,8 @@ extension TarsStruct {
   }
 
   @inlinable
-  public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Self {
+  public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Self
+  {
     guard type == .structBegin else {
       throw TarsDecodeError(.typeMismatch(expected: "struct", found: type), tag: tag, offset: r.offset)
     }
@@ -238,7 +265,9 @@ public protocol TarsEnum: TarsMapKey, RawRepresentable where RawValue == Int32 {
 
 extension TarsEnum {
   @inlinable public func tarsWrite(to w: inout TarsWriter, tag: UInt8) { w.write(rawValue, tag: tag) }
-  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8) throws(TarsDecodeError) -> Self {
+  @inlinable public static func tarsRead(from r: inout TarsReader, type: TarsWireType, tag: UInt8)
+    throws(TarsDecodeError) -> Self
+  {
     Self(rawValue: try Int32.tarsRead(from: &r, type: type, tag: tag))
   }
   @inlinable public func tarsIsOmittable(default: Self) -> Bool { false }

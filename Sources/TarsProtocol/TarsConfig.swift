@@ -84,7 +84,8 @@ public struct TarsConfig: Equatable, Sendable, CustomStringConvertible {
             throw TarsConfigError(line: lineNumber, message: "</\(name)> closes a domain that was never opened")
           }
           guard stack[stack.count - 1].name == name else {
-            throw TarsConfigError(line: lineNumber, message: "</\(name)> does not match <\(stack[stack.count - 1].name)>")
+            throw TarsConfigError(
+              line: lineNumber, message: "</\(name)> does not match <\(stack[stack.count - 1].name)>")
           }
           let done = stack.removeLast()
           stack[stack.count - 1].withSubdomain(done.name) { $0.apply(done) }
@@ -148,7 +149,8 @@ public struct TarsConfig: Equatable, Sendable, CustomStringConvertible {
       case "=": out.append("=")
       case let other:
         let seq = other.map { "\\\($0)" } ?? "a trailing \\"
-        throw TarsConfigError(line: lineNumber, message: "'\(s)': \(seq) is not an escape TarsCpp understands (\\\\ \\r \\n \\t \\=)")
+        throw TarsConfigError(
+          line: lineNumber, message: "'\(s)': \(seq) is not an escape TarsCpp understands (\\\\ \\r \\n \\t \\=)")
       }
     }
     return out

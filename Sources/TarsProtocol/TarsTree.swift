@@ -133,9 +133,13 @@ extension TarsValue {
         ("value", .string(String(decoding: bytes, as: UTF8.self))),
       ]
     case .simpleList(let bytes):
-      members += [("type", .string("SIMPLE_LIST")), ("len", .integer(Int64(bytes.count))), ("hex", .string(Hex.encode(bytes)))]
+      members += [
+        ("type", .string("SIMPLE_LIST")), ("len", .integer(Int64(bytes.count))), ("hex", .string(Hex.encode(bytes))),
+      ]
     case .list(let items):
-      members += [("type", .string("LIST")), ("len", .integer(Int64(items.count))), ("items", .array(items.map { $0.json() }))]
+      members += [
+        ("type", .string("LIST")), ("len", .integer(Int64(items.count))), ("items", .array(items.map { $0.json() })),
+      ]
     case .map(let entries):
       members += [
         ("type", .string("MAP")), ("len", .integer(Int64(entries.count))),

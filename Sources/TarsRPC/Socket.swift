@@ -11,7 +11,9 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
   /// Resolves `host` (an IP literal, or a name through /etc/hosts and DNS) and `port`.
   /// Literal addresses never touch the resolver. Name lookups block the caller.
   public init(host: String, port: Int) throws(SystemError) {
-    guard (0...65535).contains(port) else { throw SystemError("resolve \(host)", detail: "port \(port) is out of range") }
+    guard (0...65535).contains(port) else {
+      throw SystemError("resolve \(host)", detail: "port \(port) is out of range")
+    }
     var v4 = in_addr()
     if inet_pton(AF_INET, host, &v4) == 1 {
       var sin = sockaddr_in()
@@ -101,7 +103,8 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 /// and close-on-exec so a spawned business server inherits none of them.
 enum Socket {
   static func stream(family: Int32) throws(SystemError) -> Int32 {
-    let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    let fd = socket(
+      family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw SystemError("socket") }
     return fd
   }

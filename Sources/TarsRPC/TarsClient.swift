@@ -53,7 +53,9 @@ public final class TarsClient {
 
   /// Sends `request` to `endpoint` and calls `completion` once with the reply or the failure.
   /// A ONEWAY request completes as soon as it is queued, with an empty success reply.
-  public func invoke(_ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int, completion: @escaping Completion) {
+  public func invoke(
+    _ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int, completion: @escaping Completion
+  ) {
     let channel: Channel
     switch self.channel(for: endpoint) {
     case .success(let c): channel = c
@@ -90,13 +92,15 @@ public final class TarsClient {
     let key = Self.key(endpoint)
     if let c = channels[key] { return .success(c) }
     guard endpoint.transport == .tcp else {
-      return .failure(TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported"))
+      return .failure(
+        TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported"))
     }
     let connection: FramedConnection
     do {
       let address = try SocketAddress(host: endpoint.host, port: endpoint.port)
       let fd = try Socket.connect(address)
-      connection = FramedConnection(loop: loop, fd: fd, peer: address, connecting: true, maxFrameLength: options.maxFrameLength)
+      connection = FramedConnection(
+        loop: loop, fd: fd, peer: address, connecting: true, maxFrameLength: options.maxFrameLength)
       do {
         try connection.start()
       } catch {
@@ -125,12 +129,17 @@ public final class TarsClient {
       if let self, self.channels[key] === channel { self.channels[key] = nil }
       let error: TarsCallError
       switch reason {
-      case .connectFailed(let e): error = TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(e.detail)")
-      case .failed(let e): error = TarsCallError(code: TarsReturnCode.sendRequestError, "connection to \(endpoint) failed: \(e)")
-      case .badFrame(let e): error = TarsCallError(code: TarsReturnCode.clientDecodeError, "bad reply from \(endpoint): \(e)")
-      case .badPacket(let e): error = TarsCallError(code: TarsReturnCode.clientDecodeError, "bad reply from \(endpoint): \(e)")
+      case .connectFailed(let e):
+        error = TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(e.detail)")
+      case .failed(let e):
+        error = TarsCallError(code: TarsReturnCode.sendRequestError, "connection to \(endpoint) failed: \(e)")
+      case .badFrame(let e):
+        error = TarsCallError(code: TarsReturnCode.clientDecodeError, "bad reply from \(endpoint): \(e)")
+      case .badPacket(let e):
+        error = TarsCallError(code: TarsReturnCode.clientDecodeError, "bad reply from \(endpoint): \(e)")
       case .peerClosed, .local, .idle:
-        error = TarsCallError(code: TarsReturnCode.sendRequestError, "connection to \(endpoint) closed before the reply")
+        error = TarsCallError(
+          code: TarsReturnCode.sendRequestError, "connection to \(endpoint) closed before the reply")
       }
       let pending = channel.pending
       channel.pending.removeAll()
@@ -205,7 +214,10 @@ public final class TarsProxy {
       return
     }
     guard let locator else {
-      completion(.failure(TarsCallError(code: TarsReturnCode.adapterNull, "\(address.name) has no endpoints and no locator is configured")))
+      completion(
+        .failure(
+          TarsCallError(
+            code: TarsReturnCode.adapterNull, "\(address.name) has no endpoints and no locator is configured")))
       return
     }
     locator.nextEndpoint(for: address.name, completion: completion)
@@ -258,7 +270,9 @@ public final class TarsLocator {
         if let endpoint = self?.cache.nextEndpoint(name) {
           completion(.success(endpoint))
         } else {
-          completion(.failure(TarsCallError(code: TarsReturnCode.adapterNull, "the locator knows no active endpoint of \(name)")))
+          completion(
+            .failure(TarsCallError(code: TarsReturnCode.adapterNull, "the locator knows no active endpoint of \(name)"))
+          )
         }
       }
     }
@@ -277,7 +291,8 @@ public final class TarsLocator {
       switch result {
       case .success(let r):
         let entry = self.cache.store(
-          name, active: r.activeEp.map(TarsEndpoint.init), inactive: r.inactiveEp.map(TarsEndpoint.init), nowMs: Self.nowMs())
+          name, active: r.activeEp.map(TarsEndpoint.init), inactive: r.inactiveEp.map(TarsEndpoint.init),
+          nowMs: Self.nowMs())
         for w in waiters { w(.success(entry)) }
       case .failure(let e):
         for w in waiters { w(.failure(e)) }

@@ -11,7 +11,9 @@ public final class TarsServer {
     public var idleTimeoutMs: Int?
     public var maxConnections: Int
 
-    public init(maxFrameLength: Int = TarsFrame.defaultMaxLength, idleTimeoutMs: Int? = nil, maxConnections: Int = 100_000) {
+    public init(
+      maxFrameLength: Int = TarsFrame.defaultMaxLength, idleTimeoutMs: Int? = nil, maxConnections: Int = 100_000
+    ) {
       self.maxFrameLength = maxFrameLength
       self.idleTimeoutMs = idleTimeoutMs
       self.maxConnections = maxConnections
@@ -33,7 +35,8 @@ public final class TarsServer {
     loop: TarsEventLoop, endpoint: TarsEndpoint, servants: [String: any TarsDispatcher], options: Options = Options()
   ) throws(SystemError) {
     guard endpoint.transport == .tcp else {
-      throw SystemError("listen on \(endpoint)", detail: "only tcp endpoints are served (udp and ssl are not implemented)")
+      throw SystemError(
+        "listen on \(endpoint)", detail: "only tcp endpoints are served (udp and ssl are not implemented)")
     }
     self.loop = loop
     self.options = options
@@ -71,7 +74,8 @@ public final class TarsServer {
         Glibc.close(fd)
         continue
       }
-      let connection = FramedConnection(loop: loop, fd: fd, peer: peer, connecting: false, maxFrameLength: options.maxFrameLength)
+      let connection = FramedConnection(
+        loop: loop, fd: fd, peer: peer, connecting: false, maxFrameLength: options.maxFrameLength)
       connection.onFrame = { [unowned self, unowned connection] body in self.serve(body, on: connection) }
       connection.onClose = { [unowned self] _ in self.connections[fd] = nil }
       do {

@@ -48,7 +48,8 @@ struct Tars2Swift: ParsableCommand {
       }
     }
     if check && !stale.isEmpty {
-      throw ValidationError("stale generated files (run `swift run tars2swift --project`): \(stale.joined(separator: ", "))")
+      throw ValidationError(
+        "stale generated files (run `swift run tars2swift --project`): \(stale.joined(separator: ", "))")
     }
   }
 }

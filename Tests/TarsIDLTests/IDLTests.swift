@@ -63,17 +63,21 @@ struct IDLTests {
       #expect(error?.line == 1)
     }
     let unknownType = #expect(throws: IDLError.self) {
-      try SwiftGenerator(files: [IDLParser.parse(file: "u.tars", text: "module M { struct S { 0 require Nope n; }; };")])
+      try SwiftGenerator(files: [IDLParser.parse(file: "u.tars", text: "module M { struct S { 0 require Nope n; }; };")]
+      )
     }
     #expect(unknownType?.message.contains("unknown type Nope") == true)
     let unorderedKey = #expect(throws: IDLError.self) {
-      try SwiftGenerator(files: [IDLParser.parse(file: "k.tars", text: "module M { struct S { 0 require map<vector<int>, int> m; }; };")])
+      try SwiftGenerator(files: [
+        IDLParser.parse(file: "k.tars", text: "module M { struct S { 0 require map<vector<int>, int> m; }; };")
+      ])
     }
     #expect(unorderedKey?.message.contains("not orderable") == true)
   }
 
   @Test func generatedServantsDispatchByFunctionName() throws {
-    let file = try IDLParser.parse(file: "x.tars", text: "module M { interface Calc { int add(int a, int b, out long sum); }; };")
+    let file = try IDLParser.parse(
+      file: "x.tars", text: "module M { interface Calc { int add(int a, int b, out long sum); }; };")
     let swift = try SwiftGenerator(files: [file]).generate(file)
     #expect(swift.contains("public enum Add: TarsMethod {"))
     #expect(swift.contains("func add(a: Int32, b: Int32, current: TarsCurrent) throws -> Calc.Add.Result"))

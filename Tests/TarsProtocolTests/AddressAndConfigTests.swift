@@ -7,7 +7,8 @@ struct AddressTests {
     let e = try TarsEndpoint(parsing: "tcp -h 10.0.0.1 -p 10015 -t 60000")
     #expect(e == TarsEndpoint(.tcp, host: "10.0.0.1", port: 10015, timeout: 60000))
     #expect(e.description == "tcp -h 10.0.0.1 -p 10015 -t 60000")
-    #expect(try TarsEndpoint(parsing: "  udp\t-p 9 -h host.example\n").description == "udp -h host.example -p 9 -t 3000")
+    #expect(
+      try TarsEndpoint(parsing: "  udp\t-p 9 -h host.example\n").description == "udp -h host.example -p 9 -t 3000")
     #expect(try TarsEndpoint(parsing: "ssl -h * -p 443 -t 0").description == "ssl -h 0.0.0.0 -p 443")
     let all = try TarsEndpoint(parsing: "tcp -h h -p 1 -t 2 -g 3 -q 4 -w 50 -v 1 -e 1 -s app.sz.1")
     #expect(all.description == "tcp -h h -p 1 -t 2 -g 3 -q 4 -w 50 -v 1 -e 1 -s app.sz.1")
@@ -21,14 +22,19 @@ struct AddressTests {
   }
 
   @Test func rejectsBadEndpointsWithAReason() {
-    for bad in ["", "http -h a -p 1", "tcp -p 1", "tcp -h a -p 70000", "tcp -h a -p x", "tcp -h a -t", "tcp h a", "tcp -h a -e 2"] {
+    for bad in [
+      "", "http -h a -p 1", "tcp -p 1", "tcp -h a -p 70000", "tcp -h a -p x", "tcp -h a -t", "tcp h a", "tcp -h a -e 2",
+    ] {
       #expect(throws: TarsAddressError.self, "\(bad)") { try TarsEndpoint(parsing: bad) }
     }
-    #expect(throws: TarsAddressError(input: "tcp -p 1", message: "-h is required")) { try TarsEndpoint(parsing: "tcp -p 1") }
+    #expect(throws: TarsAddressError(input: "tcp -p 1", message: "-h is required")) {
+      try TarsEndpoint(parsing: "tcp -p 1")
+    }
   }
 
   @Test func objectStrings() throws {
-    let direct = try TarsObjectAddress(parsing: "Test.HelloServer.HelloObj@tcp -h 10.0.0.1 -p 1 -t 3000:tcp -h 10.0.0.2 -p 2")
+    let direct = try TarsObjectAddress(
+      parsing: "Test.HelloServer.HelloObj@tcp -h 10.0.0.1 -p 1 -t 3000:tcp -h 10.0.0.2 -p 2")
     #expect(direct.name == "Test.HelloServer.HelloObj")
     #expect(direct.endpoints.map(\.host) == ["10.0.0.1", "10.0.0.2"])
     #expect(direct.description == "Test.HelloServer.HelloObj@tcp -h 10.0.0.1 -p 1 -t 3000:tcp -h 10.0.0.2 -p 2 -t 3000")
@@ -117,8 +123,12 @@ struct ConfigTests {
   }
 
   @Test func setJoinAndRender() throws {
-    var base = try TarsConfig(parsing: "<tars>\n<application>\n<server>\napp=A\nlogLevel=DEBUG\n</server>\n</application>\n</tars>")
-    let profile = try TarsConfig(parsing: "<tars>\n<application>\n<server>\nlogLevel=INFO\nextra=1\n</server>\n<client>\nasyncthread=3\n</client>\n</application>\n</tars>")
+    var base = try TarsConfig(
+      parsing: "<tars>\n<application>\n<server>\napp=A\nlogLevel=DEBUG\n</server>\n</application>\n</tars>")
+    let profile = try TarsConfig(
+      parsing:
+        "<tars>\n<application>\n<server>\nlogLevel=INFO\nextra=1\n</server>\n<client>\nasyncthread=3\n</client>\n</application>\n</tars>"
+    )
     var keep = base
     keep.join(profile, override: false)
     #expect(keep["/tars/application/server<logLevel>"] == "DEBUG")
@@ -129,25 +139,26 @@ struct ConfigTests {
     try base.set("/tars/application/server<node>", "tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000")
     try base.set("/tars/application/server/Test.A.ObjAdapter<servant>", "Test.A.Obj")
     let text = try base.renderPortable()
-    #expect(text == """
-      <tars>
-        <application>
-          <server>
-            app=A
-            logLevel=INFO
-            extra=1
-            node=tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000
-            <Test.A.ObjAdapter>
-              servant=Test.A.Obj
-            </Test.A.ObjAdapter>
-          </server>
-          <client>
-            asyncthread=3
-          </client>
-        </application>
-      </tars>
+    #expect(
+      text == """
+        <tars>
+          <application>
+            <server>
+              app=A
+              logLevel=INFO
+              extra=1
+              node=tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000
+              <Test.A.ObjAdapter>
+                servant=Test.A.Obj
+              </Test.A.ObjAdapter>
+            </server>
+            <client>
+              asyncthread=3
+            </client>
+          </application>
+        </tars>
 
-      """)
+        """)
     #expect(try TarsConfig(parsing: text) == base)
     #expect(base.description == text)
   }

@@ -20,7 +20,9 @@ struct Gen: RandomNumberGenerator {
   mutating func integer<T: FixedWidthInteger>(_: T.Type = T.self) -> T {
     switch Int.random(in: 0..<6, using: &self) {
     case 0: return 0
-    case 1: return [T.min, T.max, T(truncatingIfNeeded: 127), T(truncatingIfNeeded: 128), T(truncatingIfNeeded: -129)].randomElement(using: &self)!
+    case 1:
+      return [T.min, T.max, T(truncatingIfNeeded: 127), T(truncatingIfNeeded: 128), T(truncatingIfNeeded: -129)]
+        .randomElement(using: &self)!
     case 2: return T(truncatingIfNeeded: Int64.random(in: -300...300, using: &self))
     case 3: return T(truncatingIfNeeded: Int64.random(in: -70000...70000, using: &self))
     default: return T(truncatingIfNeeded: next() >> UInt64.random(in: 0...63, using: &self))
@@ -45,7 +47,9 @@ extension Bool: Arbitrary { static func arbitrary(_ g: inout Gen) -> Bool { Bool
 
 extension Float: Arbitrary {
   static func arbitrary(_ g: inout Gen) -> Float {
-    let v = Bool.random(using: &g) ? Float(bitPattern: UInt32(truncatingIfNeeded: g.next())) : Float(Int.random(in: -9...9, using: &g)) / 4
+    let v =
+      Bool.random(using: &g)
+      ? Float(bitPattern: UInt32(truncatingIfNeeded: g.next())) : Float(Int.random(in: -9...9, using: &g)) / 4
     return v.isNaN ? 0 : v  // NaN is never equal to itself
   }
 }
@@ -84,10 +88,20 @@ extension Dictionary: Arbitrary where Key: Arbitrary, Value: Arbitrary {
   }
 }
 
-extension Color: Arbitrary { static func arbitrary(_ g: inout Gen) -> Color { [.Red, .Green, .Blue, Color(rawValue: g.any())].randomElement(using: &g)! } }
-extension NOTIFYLEVEL: Arbitrary { static func arbitrary(_ g: inout Gen) -> NOTIFYLEVEL { NOTIFYLEVEL(rawValue: g.any()) } }
-extension ReportType: Arbitrary { static func arbitrary(_ g: inout Gen) -> ReportType { ReportType(rawValue: g.any()) } }
-extension ServerState: Arbitrary { static func arbitrary(_ g: inout Gen) -> ServerState { ServerState(rawValue: g.any()) } }
+extension Color: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> Color {
+    [.Red, .Green, .Blue, Color(rawValue: g.any())].randomElement(using: &g)!
+  }
+}
+extension NOTIFYLEVEL: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> NOTIFYLEVEL { NOTIFYLEVEL(rawValue: g.any()) }
+}
+extension ReportType: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> ReportType { ReportType(rawValue: g.any()) }
+}
+extension ServerState: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> ServerState { ServerState(rawValue: g.any()) }
+}
 
 extension TestInfo: Arbitrary { static func arbitrary(_ g: inout Gen) -> TestInfo { .init(ii: g.any(), s: g.any()) } }
 extension TestInfoV2: Arbitrary {
@@ -131,11 +145,15 @@ extension ObjectItem: Arbitrary {
 }
 extension GetMasterSlaveLock: Arbitrary {
   static func arbitrary(_ g: inout Gen) -> GetMasterSlaveLock {
-    .init(application: g.any(), server_name: g.any(), node_name: g.any(), isMaster: g.any(), lastErr: g.any(), timeout: g.any(), bakType: g.any())
+    .init(
+      application: g.any(), server_name: g.any(), node_name: g.any(), isMaster: g.any(), lastErr: g.any(),
+      timeout: g.any(), bakType: g.any())
   }
 }
 extension ServerInfo: Arbitrary {
-  static func arbitrary(_ g: inout Gen) -> ServerInfo { .init(application: g.any(), serverName: g.any(), pid: g.any(), adapter: g.any()) }
+  static func arbitrary(_ g: inout Gen) -> ServerInfo {
+    .init(application: g.any(), serverName: g.any(), pid: g.any(), adapter: g.any())
+  }
 }
 extension ReportInfo: Arbitrary {
   static func arbitrary(_ g: inout Gen) -> ReportInfo {
@@ -144,19 +162,28 @@ extension ReportInfo: Arbitrary {
       sThreadId: g.any(), eLevel: g.any(), sNodeName: g.any())
   }
 }
-extension NotifyKey: Arbitrary { static func arbitrary(_ g: inout Gen) -> NotifyKey { .init(name: g.any(), ip: g.any(), page: g.any()) } }
-extension NotifyItem: Arbitrary {
-  static func arbitrary(_ g: inout Gen) -> NotifyItem { .init(sTimeStamp: g.any(), sServerId: g.any(), iLevel: g.any(), sMessage: g.any()) }
+extension NotifyKey: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> NotifyKey { .init(name: g.any(), ip: g.any(), page: g.any()) }
 }
-extension NotifyInfo: Arbitrary { static func arbitrary(_ g: inout Gen) -> NotifyInfo { .init(nextpage: g.any(), notifyItems: g.any()) } }
+extension NotifyItem: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> NotifyItem {
+    .init(sTimeStamp: g.any(), sServerId: g.any(), iLevel: g.any(), sMessage: g.any())
+  }
+}
+extension NotifyInfo: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> NotifyInfo { .init(nextpage: g.any(), notifyItems: g.any()) }
+}
 extension ConfigInfo: Arbitrary {
   static func arbitrary(_ g: inout Gen) -> ConfigInfo {
-    .init(appname: g.any(), servername: g.any(), filename: g.any(), bAppOnly: g.any(), host: g.any(), setdivision: g.any())
+    .init(
+      appname: g.any(), servername: g.any(), filename: g.any(), bAppOnly: g.any(), host: g.any(), setdivision: g.any())
   }
 }
 extension GetConfigListInfo: Arbitrary {
   static func arbitrary(_ g: inout Gen) -> GetConfigListInfo {
-    .init(appname: g.any(), servername: g.any(), bAppOnly: g.any(), host: g.any(), setdivision: g.any(), containername: g.any())
+    .init(
+      appname: g.any(), servername: g.any(), bAppOnly: g.any(), host: g.any(), setdivision: g.any(),
+      containername: g.any())
   }
 }
 extension StatMicMsgHead: Arbitrary {
@@ -188,8 +215,12 @@ extension StatPropMsgHead: Arbitrary {
       sContainer: g.any(), iPropertyVer: g.any())
   }
 }
-extension StatPropInfo: Arbitrary { static func arbitrary(_ g: inout Gen) -> StatPropInfo { .init(policy: g.any(), value: g.any()) } }
-extension StatPropMsgBody: Arbitrary { static func arbitrary(_ g: inout Gen) -> StatPropMsgBody { .init(vInfo: g.any()) } }
+extension StatPropInfo: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> StatPropInfo { .init(policy: g.any(), value: g.any()) }
+}
+extension StatPropMsgBody: Arbitrary {
+  static func arbitrary(_ g: inout Gen) -> StatPropMsgBody { .init(vInfo: g.any()) }
+}
 extension LogInfo: Arbitrary {
   static func arbitrary(_ g: inout Gen) -> LogInfo {
     .init(
@@ -213,5 +244,7 @@ extension AdapterDescriptor: Arbitrary {
   }
 }
 extension ServerDescriptor: Arbitrary {
-  static func arbitrary(_ g: inout Gen) -> ServerDescriptor { .init(profile: g.any(), asyncThreadNum: g.any(), adapters: g.any()) }
+  static func arbitrary(_ g: inout Gen) -> ServerDescriptor {
+    .init(profile: g.any(), asyncThreadNum: g.any(), adapters: g.any())
+  }
 }

@@ -80,7 +80,8 @@ struct CodecVector: CustomTestStringConvertible, Sendable {
   var id: Int { (object["id"] as! NSNumber).intValue }
   var bytes: [UInt8] { Fixtures.bytes(hex: object["hex"] as! String) }
 
-  static let all: [CodecVector] = (try? Fixtures.files(in: "vectors/codec", suffix: ".json"))?
+  static let all: [CodecVector] =
+    (try? Fixtures.files(in: "vectors/codec", suffix: ".json"))?
     .filter { $0.first!.isNumber && !$0.hasPrefix("99") }.map { CodecVector(file: $0) } ?? []
 }
 
@@ -96,19 +97,24 @@ struct CodecVectorTests {
     #expect(CodecVector.all.count == 47, "expected the 47 positive vectors in \(Fixtures.url("vectors/codec").path)")
   }
 
-  @Test("scalar and collection vectors encode to their bytes and decode to their values",
+  @Test(
+    "scalar and collection vectors encode to their bytes and decode to their values",
     arguments: CodecVector.all.filter { $0.id <= 21 })
   func scalar(_ vector: CodecVector) throws {
     let input = vector.object["input"]!
     var fields: [(UInt8, VectorValue)] = []
     if vector.id == 4 {
       let cases = vector.object["cases"] as! [[String: Any]]
-      fields = cases.map { c in (0, VectorValue(type: c["idl_type_needed"] as! String, json: c["value"]!, vectorID: 4)) }
+      fields = cases.map { c in (0, VectorValue(type: c["idl_type_needed"] as! String, json: c["value"]!, vectorID: 4))
+      }
     } else {
       let list = (input as? [[String: Any]]) ?? [input as! [String: Any]]
       fields = list.map { f in
         let value = f["value"] ?? f["value_hex"]!
-        return (UInt8((f["tag"] as! NSNumber).intValue), VectorValue(type: f["type"] as! String, json: value, vectorID: vector.id))
+        return (
+          UInt8((f["tag"] as! NSNumber).intValue),
+          VectorValue(type: f["type"] as! String, json: value, vectorID: vector.id)
+        )
       }
     }
     var w = TarsWriter()
@@ -168,7 +174,8 @@ struct CodecVectorTests {
     let fields = try TarsValue.decodeFields(body)
     #expect(sameJSON(.array(fields.map { $0.value.json(tag: $0.tag) }), object["decoded"]!))
     if let expected = object["sBuffer_decoded"] {
-      let sBuffer = fields.first { $0.tag == 7 && $0.value.wireType == .simpleList }
+      let sBuffer =
+        fields.first { $0.tag == 7 && $0.value.wireType == .simpleList }
         ?? fields.first { $0.tag == 6 && $0.value.wireType == .simpleList }
       guard case .simpleList(let args)? = sBuffer?.value else {
         Issue.record("no sBuffer in \(vector.file)")
@@ -179,7 +186,9 @@ struct CodecVectorTests {
     }
   }
 
-  @Test("packet vectors decode to their fields and re-encode to their bytes", arguments: CodecVector.all.filter { $0.id >= 26 })
+  @Test(
+    "packet vectors decode to their fields and re-encode to their bytes",
+    arguments: CodecVector.all.filter { $0.id >= 26 })
   func packets(_ vector: CodecVector) throws {
     let object = vector.object
     let input = object["input"] as! [String: Any]
@@ -245,19 +254,25 @@ struct CodecVectorTests {
     #expect(any.tarsBytes() == sBuffer(30))
 
     let keepAlive = try ServerF.KeepAlive.Args(tarsBytes: sBuffer(33))
-    #expect(keepAlive.serverInfo == ServerInfo(application: "Test", serverName: "HelloServer", pid: 12345, adapter: "Test.HelloServer.HelloObjAdapter"))
+    #expect(
+      keepAlive.serverInfo
+        == ServerInfo(
+          application: "Test", serverName: "HelloServer", pid: 12345, adapter: "Test.HelloServer.HelloObjAdapter"))
     #expect(keepAlive.tarsBytes() == sBuffer(33))
     #expect(try ServerF.KeepAlive.Result(tarsBytes: sBuffer(35)).ret == 0)
     let version = try ServerF.ReportVersion.Args(tarsBytes: sBuffer(36))
     #expect([version.app, version.serverName, version.version] == ["Test", "HelloServer", "3.0.22"])
     #expect(try AdminF.Notify.Args(tarsBytes: sBuffer(37)).command == "tars.setloglevel DEBUG")
-    #expect(try AdminF.Notify.Result(tarsBytes: sBuffer(38)).ret == "[notify prefix object num:1]\n[1]:set log level [DEBUG] ok\n")
+    #expect(
+      try AdminF.Notify.Result(tarsBytes: sBuffer(38)).ret
+        == "[notify prefix object num:1]\n[1]:set log level [DEBUG] ok\n")
     let report = try Notify.ReportNotifyInfo.Args(tarsBytes: sBuffer(42)).info
     #expect(report.eType == .REPORT && report.eLevel == .NOTIFYNORMAL && report.sMessage == "restart")
     #expect(Notify.ReportNotifyInfo.Args(info: report).tarsBytes() == sBuffer(42))
     let load = try Config.LoadConfig.Args(tarsBytes: sBuffer(43))
     #expect([load.app, load.server, load.filename] == ["Test", "HelloServer", "HelloServer.conf"])
-    #expect(try Config.LoadConfig.Result(tarsBytes: sBuffer(44)) == .init(ret: 0, config: "<hello>\nkey=value\n</hello>\n"))
+    #expect(
+      try Config.LoadConfig.Result(tarsBytes: sBuffer(44)) == .init(ret: 0, config: "<hello>\nkey=value\n</hello>\n"))
     let byInfo = try Config.LoadConfigByInfo.Args(tarsBytes: sBuffer(45)).configInfo
     #expect(byInfo.setdivision == "app.sz.1" && byInfo.filename == "HelloServer.conf")
 

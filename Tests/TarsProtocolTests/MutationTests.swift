@@ -20,7 +20,8 @@ struct MutationTests {
       var bytes = seeds.randomElement(using: &g)!
       for _ in 0...Int.random(in: 0..<4, using: &g) {
         switch Int.random(in: 0..<6, using: &g) {
-        case 0 where !bytes.isEmpty: bytes[Int.random(in: 0..<bytes.count, using: &g)] ^= UInt8.random(in: 1...255, using: &g)
+        case 0 where !bytes.isEmpty:
+          bytes[Int.random(in: 0..<bytes.count, using: &g)] ^= UInt8.random(in: 1...255, using: &g)
         case 1 where !bytes.isEmpty: bytes.removeSubrange(Int.random(in: 0..<bytes.count, using: &g)...)
         case 2: bytes.insert(UInt8.random(in: 0...255, using: &g), at: Int.random(in: 0...bytes.count, using: &g))
         case 3 where bytes.count > 8:  // a huge or negative length somewhere

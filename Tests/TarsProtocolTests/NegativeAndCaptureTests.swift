@@ -10,13 +10,25 @@ struct NegativeDecodeTests {
 
   /// Each case names the IDL type its bytes are read as.
   static let readers: [String: @Sendable ([UInt8]) throws -> Void] = [
-    "int_field_from_INT8": { var r = TarsReader($0); _ = try r.read(Int32.self, tag: 0) },
-    "byte_field_from_INT2": { var r = TarsReader($0); _ = try r.read(Int8.self, tag: 0) },
-    "string_field_from_INT1": { var r = TarsReader($0); _ = try r.read(String.self, tag: 0) },
+    "int_field_from_INT8": {
+      var r = TarsReader($0); _ = try r.read(Int32.self, tag: 0)
+    },
+    "byte_field_from_INT2": {
+      var r = TarsReader($0); _ = try r.read(Int8.self, tag: 0)
+    },
+    "string_field_from_INT1": {
+      var r = TarsReader($0); _ = try r.read(String.self, tag: 0)
+    },
     "required_missing": { _ = try RequestPacket(tarsBytes: $0) },
-    "simple_list_bad_elem_head": { var r = TarsReader($0); _ = try r.read([UInt8].self, tag: 0) },
-    "truncated_string": { var r = TarsReader($0); _ = try r.read(String.self, tag: 0) },
-    "negative_list_size": { var r = TarsReader($0); _ = try r.read([Int32].self, tag: 0) },
+    "simple_list_bad_elem_head": {
+      var r = TarsReader($0); _ = try r.read([UInt8].self, tag: 0)
+    },
+    "truncated_string": {
+      var r = TarsReader($0); _ = try r.read(String.self, tag: 0)
+    },
+    "negative_list_size": {
+      var r = TarsReader($0); _ = try r.read([Int32].self, tag: 0)
+    },
   ]
 
   @Test func everyCaseIsRejectedWithATypedError() throws {
@@ -51,7 +63,9 @@ struct NegativeDecodeTests {
       case "frame_len_below_min":
         #expect(throws: TarsFrameError(length: 4, maxLength: TarsFrame.defaultMaxLength)) { try splitter.next() }
       case "frame_len_above_max":
-        #expect(throws: TarsFrameError(length: 0x0640_0001, maxLength: TarsFrame.defaultMaxLength)) { try splitter.next() }
+        #expect(throws: TarsFrameError(length: 0x0640_0001, maxLength: TarsFrame.defaultMaxLength)) {
+          try splitter.next()
+        }
         var tarsCppLimit = TarsFrameSplitter(maxFrameLength: 100 * 1024 * 1024)
         tarsCppLimit.append(Fixtures.bytes(hex: c["hex"]!))
         #expect(throws: TarsFrameError.self) { try tarsCppLimit.next() }
@@ -75,7 +89,8 @@ struct Capture: CustomTestStringConvertible, Sendable {
     return Fixtures.bytes(hex: String(line))
   }
 
-  static let all: [Capture] = (try? Fixtures.files(in: "vectors/captures", suffix: ".hex"))?
+  static let all: [Capture] =
+    (try? Fixtures.files(in: "vectors/captures", suffix: ".hex"))?
     .map { Capture(name: String($0.dropLast(4))) } ?? []
 }
 
@@ -86,7 +101,9 @@ struct CaptureTests {
   /// How to read each capture's sBuffer with the framework's types. TarsCpp 3.0.22 leaves out
   /// optional fields at their defaults, so re-encoding uses the writer's omitting mode.
   static func typedRoundTrip(_ name: String, _ sBuffer: [UInt8]) throws -> [UInt8]? {
-    func again<T: TarsStruct>(_: T.Type) throws -> [UInt8] { try T(tarsBytes: sBuffer).tarsBytes(omittingDefaults: true) }
+    func again<T: TarsStruct>(_: T.Type) throws -> [UInt8] {
+      try T(tarsBytes: sBuffer).tarsBytes(omittingDefaults: true)
+    }
     switch name {
     case "node_keepAlive_startup_req", "node_keepAlive_AdminAdapter_req", "node_keepAlive_HelloObjAdapter_req":
       return try again(ServerF.KeepAlive.Args.self)
@@ -96,15 +113,18 @@ struct CaptureTests {
     case "registry_findObjectById_rsp_synthetic": return try again(QueryF.FindObjectById.Result.self)
     case "registry_findObjectByIdInSameGroup_client_req", "registry_findObjectByIdInSameGroup_server_req":
       return try again(QueryF.FindObjectByIdInSameGroup.Args.self)
-    case "registry_findObjectByIdInSameGroup_rsp_synthetic": return try again(QueryF.FindObjectByIdInSameGroup.Result.self)
+    case "registry_findObjectByIdInSameGroup_rsp_synthetic":
+      return try again(QueryF.FindObjectByIdInSameGroup.Result.self)
     case "admin_notify_viewversion_req", "admin_notify_setloglevel_req", "admin_notify_unknowncmd_req":
       return try again(AdminF.Notify.Args.self)
-    case "admin_notify_viewversion_rsp", "admin_notify_setloglevel_rsp", "admin_notify_unknowncmd_rsp", "admin_notify_help_rsp":
+    case "admin_notify_viewversion_rsp", "admin_notify_setloglevel_rsp", "admin_notify_unknowncmd_rsp",
+      "admin_notify_help_rsp":
       return try again(AdminF.Notify.Result.self)
     case "admin_getPid_req": return try again(AdminF.GetPid.Args.self)
     case "admin_getPid_rsp": return try again(AdminF.GetPid.Result.self)
     case "admin_shutdown_req": return try again(AdminF.Shutdown.Args.self)
-    case "admin_shutdown_rsp", "admin_tars_ping_req", "admin_tars_ping_rsp", "err_nofunc_rsp", "err_noservant_rsp", "err_decode_rsp":
+    case "admin_shutdown_rsp", "admin_tars_ping_req", "admin_tars_ping_rsp", "err_nofunc_rsp", "err_noservant_rsp",
+      "err_decode_rsp":
       #expect(sBuffer.isEmpty)
       return sBuffer
     case "hello_testHello_rsp": return try again(Hello.TestHello.Result.self)
@@ -134,7 +154,9 @@ struct CaptureTests {
       let p = try RequestPacket(tarsBytes: body)
       #expect(TarsFrame.encode(p) == frame)
       sBuffer = p.sBuffer
-      if ["keepAlive", "keepActiving", "reportVersion", "reportNotifyInfo", "reportMicMsg", "reportPropMsg"].contains(p.sFuncName) {
+      if ["keepAlive", "keepActiving", "reportVersion", "reportNotifyInfo", "reportMicMsg", "reportPropMsg"].contains(
+        p.sFuncName)
+      {
         #expect(p.cPacketType == TarsPacketType.oneway, "TarsCpp sends \(p.sFuncName) ONEWAY")
       }
     } else {

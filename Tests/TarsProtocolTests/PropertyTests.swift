@@ -67,7 +67,10 @@ struct PropertyTests {
       let args = StatF.ReportMicMsg.Args(msg: g.any(), bFromClient: g.any())
       #expect(try StatF.ReportMicMsg.Args(tarsBytes: args.tarsBytes()) == args)
       // Keys are written in the order TarsCpp's std::map would use, so equal maps give equal bytes.
-      #expect(StatF.ReportMicMsg.Args(msg: args.msg.reversed().reduce(into: [:]) { $0[$1.key] = $1.value }, bFromClient: args.bFromClient).tarsBytes() == args.tarsBytes())
+      #expect(
+        StatF.ReportMicMsg.Args(
+          msg: args.msg.reversed().reduce(into: [:]) { $0[$1.key] = $1.value }, bFromClient: args.bFromClient
+        ).tarsBytes() == args.tarsBytes())
     }
   }
 

@@ -66,10 +66,14 @@ final class FixedLocator: QueryFServant, Sendable {
   func findObjectByIdInSameStation(id: String, sStation: String, current: TarsCurrent) throws
     -> QueryF.FindObjectByIdInSameStation.Result
   { .init(ret: 0, activeEp: find(id), inactiveEp: []) }
-  func findObjectByIdInSameSet(id: String, setId: String, current: TarsCurrent) throws -> QueryF.FindObjectByIdInSameSet.Result {
+  func findObjectByIdInSameSet(id: String, setId: String, current: TarsCurrent) throws
+    -> QueryF.FindObjectByIdInSameSet.Result
+  {
     .init(ret: 0, activeEp: find(id), inactiveEp: [])
   }
-  func findObjectNodeName(id: String, current: TarsCurrent) throws -> QueryF.FindObjectNodeName.Result { .init(ret: 0, nodeName: []) }
+  func findObjectNodeName(id: String, current: TarsCurrent) throws -> QueryF.FindObjectNodeName.Result {
+    .init(ret: 0, nodeName: [])
+  }
   func registerChange(timestamp: [String: String], name: String, current: TarsCurrent) throws -> Int32 { 0 }
   func registerQuery(id: String, name: String, current: TarsCurrent) throws -> Int32 { 0 }
   func getLocker(req: GetMasterSlaveLock, current: TarsCurrent) throws -> Int32 { 1 }
@@ -104,7 +108,8 @@ final class PosixTestServer: TestServer, @unchecked Sendable {
   init(servants: [String: any TarsDispatcher & Sendable], options: TarsServer.Options = .init()) throws {
     loop = try TarsEventLoop()
     server = try TarsServer(
-      loop: loop, endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60000), servants: servants, options: options)
+      loop: loop, endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60000), servants: servants,
+      options: options)
     let loop = self.loop
     let done = self.done
     Thread.detachNewThread {
@@ -148,7 +153,8 @@ final class NIOTestServer: TestServer {
   init(servants: [String: any TarsDispatcher & Sendable], options: TarsNIOServer.Options = .init()) async throws {
     group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     server = try await TarsNIOServer.start(
-      endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60000), servants: servants, group: group, options: options)
+      endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60000), servants: servants, group: group,
+      options: options)
   }
 
   var port: Int { server.port }
@@ -164,14 +170,19 @@ enum ServerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
   var testDescription: String { rawValue }
 
-  func start(_ servants: [String: any TarsDispatcher & Sendable], idleTimeoutMs: Int? = nil, maxFrameLength: Int = TarsFrame.defaultMaxLength)
+  func start(
+    _ servants: [String: any TarsDispatcher & Sendable], idleTimeoutMs: Int? = nil,
+    maxFrameLength: Int = TarsFrame.defaultMaxLength
+  )
     async throws -> any TestServer
   {
     switch self {
     case .posix:
-      return try PosixTestServer(servants: servants, options: .init(maxFrameLength: maxFrameLength, idleTimeoutMs: idleTimeoutMs))
+      return try PosixTestServer(
+        servants: servants, options: .init(maxFrameLength: maxFrameLength, idleTimeoutMs: idleTimeoutMs))
     case .nio:
-      return try await NIOTestServer(servants: servants, options: .init(maxFrameLength: maxFrameLength, idleTimeoutMs: idleTimeoutMs))
+      return try await NIOTestServer(
+        servants: servants, options: .init(maxFrameLength: maxFrameLength, idleTimeoutMs: idleTimeoutMs))
     }
   }
 }

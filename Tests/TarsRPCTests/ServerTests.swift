@@ -64,7 +64,8 @@ struct ServerTests {
     let server = try await kind.start([helloName: hello])
     let s = try RawSocket(port: server.port)
     s.send(makeRequest(id: 1, servant: helloName, function: "testHello", args: helloArgs("one"), oneway: true))
-    s.send(makeRequest(id: 2, servant: helloName, function: "testHello", args: [], oneway: true))  // even errors stay silent
+    // Even errors stay silent.
+    s.send(makeRequest(id: 2, servant: helloName, function: "testHello", args: [], oneway: true))
     s.send(makeRequest(id: 3, servant: "No.Such.Obj", function: "x", oneway: true))
     s.send(makeRequest(id: 4, servant: helloName, function: "tars_ping"))
     let first = try #require(s.readResponse())

@@ -31,7 +31,9 @@ struct Tarsctl {
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return Output(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    return Output(
+      status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+      stderr: String(decoding: e, as: UTF8.self))
   }
 }
 
@@ -57,13 +59,16 @@ struct TarsctlTests {
     #expect(refused.stderr.split(separator: "\n").count == 1)
 
     let badAddress = try Tarsctl.run("ping", "A.B.C@tcp -p 1")
-    #expect(badAddress.status != 0 && badAddress.stderr.hasPrefix("tarsctl: invalid address") && badAddress.stderr.hasSuffix("-h is required\n"))
+    #expect(
+      badAddress.status != 0 && badAddress.stderr.hasPrefix("tarsctl: invalid address")
+        && badAddress.stderr.hasSuffix("-h is required\n"))
 
     let notHex = try Tarsctl.run("decode", "xyz")
     #expect(notHex.status != 0 && notHex.stderr.hasPrefix("tarsctl: not hexadecimal"))
 
     let truncated = try Tarsctl.run("decode", "0000005c10012c")
-    #expect(truncated.status != 0 && truncated.stderr == "tarsctl: incomplete frame: its length says 92 bytes, 7 given\n")
+    #expect(
+      truncated.status != 0 && truncated.stderr == "tarsctl: incomplete frame: its length says 92 bytes, 7 given\n")
 
     // A server that accepts the call but never answers: −7 after --timeout.
     let hanging = try PosixTestServer(servants: ["AdminObj": AdminImpl()])
@@ -77,7 +82,8 @@ struct TarsctlTests {
   }
 
   @Test func decodePrintsPacketsAndTrees() throws {
-    let frame = "0000005c10012c3c4007561a746172732e7461727372656769737472792e51756572794f626a660e66696e644f626a656374427949647d00001b1619546573742e48656c6c6f5365727665722e48656c6c6f4f626a810bb8980ca80c"
+    let frame =
+      "0000005c10012c3c4007561a746172732e7461727372656769737472792e51756572794f626a660e66696e644f626a656374427949647d00001b1619546573742e48656c6c6f5365727665722e48656c6c6f4f626a810bb8980ca80c"
     let r = try Tarsctl.run("decode", frame)
     #expect(r.status == 0)
     let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
@@ -116,8 +122,12 @@ struct TarsctlTests {
     let registry = try await kind.start(["tars.tarsregistry.QueryObj": locator])
     let q = try Tarsctl.run("query", "--locator", "tcp -h 127.0.0.1 -p \(registry.port)", helloName)
     #expect(q.status == 0)
-    #expect(q.stdout == "active endpoints (1):\n  tcp -h 10.0.0.1 -p 10015 -t 60000\ninactive endpoints (1):\n  tcp -h 10.9.9.9 -p 1 -t 3000\n")
-    let full = try Tarsctl.run("query", "--locator", "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p \(registry.port)", "No.Such.Obj")
+    #expect(
+      q.stdout
+        == "active endpoints (1):\n  tcp -h 10.0.0.1 -p 10015 -t 60000\ninactive endpoints (1):\n  tcp -h 10.9.9.9 -p 1 -t 3000\n"
+    )
+    let full = try Tarsctl.run(
+      "query", "--locator", "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p \(registry.port)", "No.Such.Obj")
     #expect(full.status == 0 && full.stdout.hasPrefix("active endpoints (0):"))
 
     let admin = AdminImpl()
