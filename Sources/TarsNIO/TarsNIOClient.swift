@@ -83,15 +83,7 @@ final class TarsClientHandler: ChannelDuplexHandler {
 /// A Tars client on SwiftNIO for the control plane: one connection per endpoint shared by all
 /// callers, many calls in flight on it, async/await API.
 public final class TarsNIOClient: Sendable {
-  public struct Options: Sendable {
-    public var maxFrameLength: Int
-    public var connectTimeoutMs: Int
-
-    public init(maxFrameLength: Int = TarsFrame.defaultMaxLength, connectTimeoutMs: Int = 3000) {
-      self.maxFrameLength = maxFrameLength
-      self.connectTimeoutMs = connectTimeoutMs
-    }
-  }
+  public typealias Options = TarsClientOptions
 
   let group: any EventLoopGroup
   let options: Options

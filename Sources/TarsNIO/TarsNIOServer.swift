@@ -80,12 +80,16 @@ final class TarsServerHandler: ChannelInboundHandler {
 
   let table: SendableServantTable
   var context: ChannelHandlerContext?
+  var peer: TarsPeer?
   var reading = false
   var needsFlush = false
 
   init(table: SendableServantTable) { self.table = table }
 
-  func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    peer = context.remoteAddress.map { TarsPeer(host: $0.ipAddress ?? "?", port: $0.port ?? 0) }
+  }
   func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -99,7 +103,6 @@ final class TarsServerHandler: ChannelInboundHandler {
     }
     reading = true
     defer { reading = false }
-    let peer = context.remoteAddress.map { TarsPeer(host: $0.ipAddress ?? "?", port: $0.port ?? 0) }
     let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
     let eventLoop = context.eventLoop
     table.table.handle(request, peer: peer) { response in

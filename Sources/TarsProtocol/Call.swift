@@ -16,6 +16,18 @@ public struct TarsCallError: Error, Sendable, Equatable, CustomStringConvertible
   }
 }
 
+/// Settings of a client (either transport): how large a reply may be and how long connecting
+/// may take.
+public struct TarsClientOptions: Sendable {
+  public var maxFrameLength: Int
+  public var connectTimeoutMs: Int
+
+  public init(maxFrameLength: Int = TarsFrame.defaultMaxLength, connectTimeoutMs: Int = 3000) {
+    self.maxFrameLength = maxFrameLength
+    self.connectTimeoutMs = connectTimeoutMs
+  }
+}
+
 /// Per-call settings.
 public struct TarsCallOptions: Sendable {
   /// Milliseconds to wait for the reply; also sent as iTimeout.

@@ -29,6 +29,8 @@ final class FramedConnection {
   private(set) var closed = false
   var registered = false
   var interest: TarsEventLoop.Events = []
+  /// The peer as servants see it, formatted once.
+  lazy var tarsPeer = TarsPeer(host: peer.host, port: peer.port)
   /// Monotonic nanoseconds of the last byte received or sent.
   var lastActivity = TarsEventLoop.now()
 

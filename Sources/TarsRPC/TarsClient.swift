@@ -6,15 +6,7 @@ import TarsProtocol
 /// replies by iRequestId (in any order), a timer per call (−7 when it fires), −8 when the
 /// connection cannot be made, −13 when it drops before the reply. Completions run on the loop.
 public final class TarsClient {
-  public struct Options: Sendable {
-    public var maxFrameLength: Int
-    public var connectTimeoutMs: Int
-
-    public init(maxFrameLength: Int = TarsFrame.defaultMaxLength, connectTimeoutMs: Int = 3000) {
-      self.maxFrameLength = maxFrameLength
-      self.connectTimeoutMs = connectTimeoutMs
-    }
-  }
+  public typealias Options = TarsClientOptions
 
   public typealias Completion = (Result<ResponsePacket, TarsCallError>) -> Void
 

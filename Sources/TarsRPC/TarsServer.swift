@@ -112,7 +112,7 @@ public final class TarsServer {
     }
     let bound = LoopBound(value: connection)
     let loop = self.loop
-    table.handle(request, peer: TarsPeer(host: connection.peer.host, port: connection.peer.port)) { response in
+    table.handle(request, peer: connection.tarsPeer) { response in
       let bytes = TarsFrame.encode(response, omittingDefaults: true)
       if loop.inEventLoop {
         bound.value.send(bytes)
