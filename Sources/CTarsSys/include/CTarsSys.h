@@ -1,12 +1,10 @@
 // Linux calls the Glibc module does not expose (epoll, eventfd) or that Swift cannot call
-// directly (variadic functions), wrapped as small inline functions. Header-only in spirit; the
-// .c file exists because SwiftPM needs one source per C target.
+// directly (variadic functions), wrapped as small functions. This header must not define
+// _GNU_SOURCE: it would change system structs (fd_set) and clash with Swift's Glibc module, so
+// the GNU-only calls (accept4) live in shim.c.
 #ifndef CTARSSYS_H
 #define CTARSSYS_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,8 +54,7 @@ static inline int ctars_set_nonblocking(int fd) {
 
 static inline int ctars_errno(void) { return errno; }
 
-static inline int ctars_accept4(int fd, struct sockaddr *addr, socklen_t *len) {
-  return accept4(fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-}
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int ctars_accept4(int fd, struct sockaddr *addr, socklen_t *len);
 
 #endif
