@@ -80,6 +80,11 @@ struct CodecVector: CustomTestStringConvertible, Sendable {
   var id: Int { (object["id"] as! NSNumber).intValue }
   var bytes: [UInt8] { Fixtures.bytes(hex: object["hex"] as! String) }
 
+  /// The vector with this id, or a test failure that says where the vectors were looked for.
+  static func with(id: Int) throws -> CodecVector {
+    try #require(all.first { $0.id == id }, "vector \(id) not found in \(Fixtures.url("vectors/codec").path)")
+  }
+
   static let all: [CodecVector] =
     (try? Fixtures.files(in: "vectors/codec", suffix: ".json"))?
     .filter { $0.first!.isNumber && !$0.hasPrefix("99") }.map { CodecVector(file: $0) } ?? []
@@ -94,6 +99,8 @@ func sameJSON(_ ours: JSONValue, _ theirs: Any) -> Bool {
 @Suite("Codec vectors in shared/vectors/codec")
 struct CodecVectorTests {
   @Test func allVectorsPresent() {
+    #expect(
+      Fixtures.sharedIsPresent, "the shared reference material is not at \(Fixtures.shared.path); set TARS_SHARED_DIR")
     #expect(CodecVector.all.count == 47, "expected the 47 positive vectors in \(Fixtures.url("vectors/codec").path)")
   }
 
@@ -130,12 +137,12 @@ struct CodecVectorTests {
 
   @Test("struct vectors 22-25 encode to their bytes and decode to their values")
   func structs() throws {
-    let v22 = CodecVector.all.first { $0.id == 22 }!
+    let v22 = try CodecVector.with(id: 22)
     let info2 = TestInfo2(t: TestInfo(ii: 34, s: "abc"), a: 12345)
     #expect(info2.tarsBytes() == v22.bytes)
     #expect(try TestInfo2(tarsBytes: v22.bytes) == info2)
 
-    let v23 = CodecVector.all.first { $0.id == 23 }!
+    let v23 = try CodecVector.with(id: 23)
     var w = TarsWriter()
     w.write(TestInfo(ii: 34, s: "abc"), tag: 0)
     #expect(w.bytes == v23.bytes)
@@ -143,7 +150,7 @@ struct CodecVectorTests {
     #expect(try r.read(TestInfo.self, tag: 0) == TestInfo(ii: 34, s: "abc"))
 
     // A newer struct read with the old schema: tags 3, 4, 5 and 200 are skipped.
-    let v24 = CodecVector.all.first { $0.id == 24 }!
+    let v24 = try CodecVector.with(id: 24)
     let v2 = TestInfoV2(ii: 7, s: "new", m: ["k": [1, 2]], sub: TestInfo(ii: 0, s: ""), blob: [0xFF], far: 1 << 40)
     #expect(v2.tarsBytes() == v24.bytes)
     #expect(try TestInfoV2(tarsBytes: v24.bytes) == v2)
@@ -156,7 +163,7 @@ struct CodecVectorTests {
     #expect(try nr.read(TestInfo.self, tag: 1) == TestInfo(ii: 7, s: "new"))
     #expect(try nr.read(Int32.self, tag: 2) == 99)
 
-    let v25 = CodecVector.all.first { $0.id == 25 }!
+    let v25 = try CodecVector.with(id: 25)
     let endpoints = ["node-a", "node-b"].enumerated().map { i, node in
       EndpointF(host: "10.0.0.\(i + 1)", port: 10000, timeout: 60000, istcp: 1, grid: 0, weight: -1, nodeName: node)
     }
@@ -230,11 +237,12 @@ struct CodecVectorTests {
 
   @Test("sBuffers of the packet vectors decode as the framework's method types and re-encode")
   func typedArguments() throws {
-    func sBuffer(_ id: Int) -> [UInt8] {
-      let v = CodecVector.all.first { $0.id == id }!
-      let input = v.object["input"] as! [String: Any]
-      return Fixtures.bytes(hex: (input["sBuffer"] as! [String: String])["hex"]!)
+    var buffers: [Int: [UInt8]] = [:]
+    for id in 26...47 {
+      let input = try CodecVector.with(id: id).object["input"] as! [String: Any]
+      buffers[id] = Fixtures.bytes(hex: (input["sBuffer"] as! [String: String])["hex"]!)
     }
+    func sBuffer(_ id: Int) -> [UInt8] { buffers[id] ?? [] }
     let find = try QueryF.FindObjectById.Args(tarsBytes: sBuffer(26))
     #expect(find.id == "Test.HelloServer.HelloObj")
     #expect(find.tarsBytes() == sBuffer(26))

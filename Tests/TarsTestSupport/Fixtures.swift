@@ -15,6 +15,11 @@ public enum Fixtures {
 
   public static func url(_ relative: String) -> URL { shared.appendingPathComponent(relative) }
 
+  /// Whether the shared material is where the tests look for it.
+  public static var sharedIsPresent: Bool {
+    FileManager.default.fileExists(atPath: shared.appendingPathComponent("vectors/codec").path)
+  }
+
   /// Parses a JSON file of the shared material.
   public static func json(_ relative: String) throws -> Any {
     try JSONSerialization.jsonObject(with: Data(contentsOf: url(relative)), options: [.fragmentsAllowed])
