@@ -81,7 +81,7 @@ struct TarsctlTests {
     #expect(never.status != 0 && never.stderr.hasPrefix("tarsctl: "))
   }
 
-  @Test func decodePrintsPacketsAndTrees() throws {
+  @Test(.enabled(if: Fixtures.sharedIsPresent)) func decodePrintsPacketsAndTrees() throws {
     let frame =
       "0000005c10012c3c4007561a746172732e7461727372656769737472792e51756572794f626a660e66696e644f626a656374427949647d00001b1619546573742e48656c6c6f5365727665722e48656c6c6f4f626a810bb8980ca80c"
     let r = try Tarsctl.run("decode", frame)
