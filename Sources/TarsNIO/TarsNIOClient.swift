@@ -9,6 +9,16 @@ struct OutboundCall: Sendable {
   var timeoutMs: Int
   /// nil for ONEWAY.
   var promise: EventLoopPromise<ResponsePacket>?
+  /// Who completes `promise`: the handler once it has seen the call, otherwise the caller (when
+  /// the channel closed before the write reached the handler).
+  let owner = PromiseOwner()
+}
+
+final class PromiseOwner: Sendable {
+  let claimed = Atomic<Bool>(false)
+
+  /// True for the first caller only.
+  func claim() -> Bool { !claimed.exchange(true, ordering: .acquiringAndReleasing) }
 }
 
 /// Assigns request ids, keeps the calls in flight of one connection and matches replies to
@@ -34,7 +44,14 @@ final class TarsClientHandler: ChannelDuplexHandler {
     repeat { nextRequestId = nextRequestId == Int32.max ? 1 : nextRequestId + 1 } while pending[nextRequestId] != nil
     let id = nextRequestId
     call.request.iRequestId = id
-    if let p = call.promise {
+    if let p = call.promise, call.owner.claim() {
+      guard context.channel.isActive else {
+        p.fail(
+          TarsCallError(
+            code: TarsReturnCode.sendRequestError, "connection to \(endpoint) closed before the request was sent"))
+        promise?.fail(ChannelError.ioOnClosedChannel)
+        return
+      }
       let what = "\(call.request.sServantName).\(call.request.sFuncName) at \(endpoint)"
       let ms = call.timeoutMs
       let timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(ms))) {
@@ -110,13 +127,37 @@ public final class TarsNIOClient: Sendable {
         }
         .connect(host: endpoint.host, port: endpoint.port)
       map[key] = future
-      let forget: @Sendable (Result<Void, any Error>) -> Void = { [weak self] _ in
-        _ = self?.channels.withLock { $0[key] = nil }
+      future.whenFailure { [weak self] _ in self?.forget(future, key: key) }
+      future.whenSuccess { [weak self] channel in
+        let client = self
+        channel.closeFuture.whenComplete { _ in client?.forget(future, key: key) }
       }
-      future.whenFailure { forget(.failure($0)) }
-      future.whenSuccess { $0.closeFuture.whenComplete(forget) }
       return future
     }
+  }
+
+  /// Drops a connection from the pool unless a newer one has taken its place.
+  func forget(_ future: EventLoopFuture<any Channel>, key: String) {
+    channels.withLock { map in
+      if map[key] === future { map[key] = nil }
+    }
+  }
+
+  func activeChannel(for endpoint: TarsEndpoint) async throws(TarsCallError) -> any Channel {
+    for _ in 0..<2 {
+      let future = channel(for: endpoint)
+      let channel: any Channel
+      do {
+        channel = try await future.get()
+      } catch {
+        throw TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(error)")
+      }
+      if channel.isActive { return channel }
+      // Closed, and its close callback has not run yet: replace it now.
+      forget(future, key: "\(endpoint.host):\(endpoint.port)")
+    }
+    throw TarsCallError(
+      code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): the connection closes at once")
   }
 
   /// Sends `request` to `endpoint` and returns the reply. ONEWAY requests return as soon as they
@@ -127,16 +168,17 @@ public final class TarsNIOClient: Sendable {
     guard endpoint.transport == .tcp else {
       throw TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported")
     }
-    let channel: any Channel
-    do {
-      channel = try await self.channel(for: endpoint).get()
-    } catch {
-      throw TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(error)")
-    }
+    let channel = try await activeChannel(for: endpoint)
     let oneway = request.cPacketType == TarsPacketType.oneway
     let promise: EventLoopPromise<ResponsePacket>? = oneway ? nil : channel.eventLoop.makePromise()
     let written = channel.eventLoop.makePromise(of: Void.self)
-    channel.writeAndFlush(OutboundCall(request: request, timeoutMs: timeoutMs, promise: promise), promise: written)
+    let call = OutboundCall(request: request, timeoutMs: timeoutMs, promise: promise)
+    written.futureResult.whenFailure { error in
+      if call.owner.claim() {
+        promise?.fail(TarsCallError(code: TarsReturnCode.sendRequestError, "sending to \(endpoint) failed: \(error)"))
+      }
+    }
+    channel.writeAndFlush(call, promise: written)
     do {
       guard let promise else {
         try await written.futureResult.get()

@@ -57,6 +57,35 @@ struct ClientTests {
     await server.stop()
   }
 
+  @Test(arguments: ServerKind.allCases)
+  func callsInFlightFailWhenTheConnectionDrops(_ kind: ServerKind) async throws {
+    let server = try await kind.start([helloName: HelloImpl()])
+    let address = try TarsObjectAddress(parsing: "\(helloName)@tcp -h 127.0.0.1 -p \(server.port)")
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let nio = TarsNIOProxy(client: TarsNIOClient(group: group), address: address)
+    #expect(try await nio.call(Hello.TestHello.self, .init(sReq: "up")).sRsp == "Hello up")
+    let start = Date()
+    let pending = Task { () -> Int32? in
+      do {
+        _ = try await nio.call(Hello.TestHello.self, .init(sReq: "never"), options: .init(timeoutMs: 10_000))
+        return nil
+      } catch let error as TarsCallError {
+        return error.code
+      }
+    }
+    try await Task.sleep(for: .milliseconds(200))
+    await server.stop()
+    #expect(try await pending.value == TarsReturnCode.sendRequestError)
+    #expect(Date().timeIntervalSince(start) < 5, "the call must fail when the connection drops, not at its timeout")
+    do {
+      _ = try await nio.call(Hello.TestHello.self, .init(sReq: "x"))
+      Issue.record("expected a connect error once the server is gone")
+    } catch {
+      #expect(error.code == TarsReturnCode.proxyConnectError)
+    }
+    try await group.shutdownGracefully()
+  }
+
   @Test func posixClientConnectErrors() throws {
     let loop = try TarsEventLoop()
     let client = TarsClient(loop: loop)
