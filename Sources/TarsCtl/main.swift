@@ -17,8 +17,12 @@ struct Tarsctl: ParsableCommand {
 }
 
 struct TimeoutOption: ParsableArguments {
-  @Option(name: .long, help: "Milliseconds to wait for a reply.")
+  @Option(name: .long, help: "Milliseconds to wait for a reply (1 to 3600000).")
   var timeout: Int = 3000
+
+  func validate() throws {
+    guard (1...3_600_000).contains(timeout) else { throw ValidationError("--timeout must be 1 to 3600000 ms") }
+  }
 }
 
 struct Ping: ParsableCommand {
@@ -65,7 +69,7 @@ struct Decode: ParsableCommand {
     let text: String
     if let file {
       guard let content = try? String(contentsOfFile: file, encoding: .utf8) else { throw fail("cannot read \(file)") }
-      text = content.split(separator: "\n").filter { !$0.hasPrefix("#") }.joined()
+      text = content.split(whereSeparator: \.isNewline).filter { !$0.hasPrefix("#") }.joined()
     } else if let hex {
       text = hex
     } else {

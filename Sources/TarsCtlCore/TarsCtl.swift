@@ -72,7 +72,7 @@ public struct TarsCtl {
     for endpoint in target.endpoints {
       let request = RequestPacket(
         iVersion: 1, cPacketType: 0, iMessageType: 0, iRequestId: 0, sServantName: target.name, sFuncName: "tars_ping",
-        sBuffer: [], iTimeout: Int32(timeoutMs), context: [:], status: [:])
+        sBuffer: [], iTimeout: Int32(clamping: timeoutMs), context: [:], status: [:])
       let start = TarsEventLoop.now()
       do throws(TarsCtlError) {
         let reply = try blocking { client.invoke(request, to: endpoint, timeoutMs: timeoutMs, completion: $0) }

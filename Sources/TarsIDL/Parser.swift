@@ -74,7 +74,8 @@ struct Lexer {
           if i + 1 >= chars.count { throw error("unterminated /* comment") }
           let body = String(decoding: chars[start..<i], as: UTF8.self)
           i += 2
-          pendingDoc.append(contentsOf: body.split(separator: "\n", omittingEmptySubsequences: false).map(String.init))
+          pendingDoc.append(
+            contentsOf: body.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init))
         } else {
           break
         }

@@ -36,6 +36,11 @@ public struct SwiftGenerator {
           if symbols[name] != nil {
             throw IDLError(file: file.path, line: 0, column: 0, message: "type \(name) is defined twice")
           }
+          if Self.reservedTypeNames.contains(name) {
+            throw IDLError(
+              file: file.path, line: 0, column: 0,
+              message: "type name \(name) is reserved: generated method descriptors use Args and Result; rename it")
+          }
           symbols[name] = symbol
         }
       }
@@ -403,6 +408,8 @@ public struct SwiftGenerator {
   }
 
   // MARK: Names
+
+  static let reservedTypeNames: Set<String> = ["Args", "Result", "TarsMethod", "TarsCurrent", "TarsDispatchOutcome"]
 
   static let keywords: Set<String> = [
     "associatedtype", "class", "deinit", "enum", "extension", "fileprivate", "func", "import", "init",

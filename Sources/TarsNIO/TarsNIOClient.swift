@@ -83,7 +83,11 @@ final class TarsClientHandler: ChannelDuplexHandler {
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    failAll(TarsCallError(code: TarsReturnCode.sendRequestError, "connection to \(endpoint) failed: \(error)"))
+    if error is TarsFrameError {
+      failAll(TarsCallError(code: TarsReturnCode.clientDecodeError, "bad reply from \(endpoint): \(error)"))
+    } else {
+      failAll(TarsCallError(code: TarsReturnCode.sendRequestError, "connection to \(endpoint) failed: \(error)"))
+    }
     context.close(promise: nil)
   }
 
@@ -208,6 +212,8 @@ public final class TarsNIOLocator: Sendable {
   let client: TarsNIOClient
   let address: TarsObjectAddress
   let cache: Mutex<LocatorCache>
+  /// One lookup in flight per name; later callers wait for it instead of asking again.
+  let inFlight = Mutex<[String: Task<LocatorEntry, any Error>]>([:])
   let cursor = Atomic<Int>(0)
   public let timeoutMs: Int
 
@@ -227,13 +233,33 @@ public final class TarsNIOLocator: Sendable {
     let lookup = cache.withLock { $0.lookup(name, nowMs: Self.nowMs()) }
     switch lookup {
     case .fresh: break
-    case .stale: Task { _ = try? await self.refresh(name) }
-    case .missing: _ = try await refresh(name)
+    case .stale: _ = lookupTask(name)
+    case .missing:
+      do {
+        _ = try await lookupTask(name).value
+      } catch let error as TarsCallError {
+        throw error
+      } catch {
+        throw TarsCallError(code: TarsReturnCode.adapterNull, "locator lookup of \(name) failed: \(error)")
+      }
     }
     guard let endpoint = cache.withLock({ $0.nextEndpoint(name) }) else {
       throw TarsCallError(code: TarsReturnCode.adapterNull, "the locator knows no active endpoint of \(name)")
     }
     return endpoint
+  }
+
+  /// The lookup of `name` in flight, started if there is none.
+  func lookupTask(_ name: String) -> Task<LocatorEntry, any Error> {
+    inFlight.withLock { tasks in
+      if let running = tasks[name] { return running }
+      let task = Task { () throws -> LocatorEntry in
+        defer { _ = self.inFlight.withLock { $0.removeValue(forKey: name) } }
+        return try await self.refresh(name)
+      }
+      tasks[name] = task
+      return task
+    }
   }
 
   /// Asks the locator now and caches the answer.

@@ -132,6 +132,14 @@ final class TarsServerHandler: ChannelInboundHandler {
     }
   }
 
+  /// A peer that does not read its replies stops being read from, so queued replies cannot grow
+  /// without bound (the POSIX server does the same).
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    context.channel.setOption(.autoRead, value: context.channel.isWritable).whenComplete { _ in }
+    if context.channel.isWritable { context.read() }
+    context.fireChannelWritabilityChanged()
+  }
+
   func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
     if event is IdleStateHandler.IdleStateEvent {
       context.close(promise: nil)

@@ -24,8 +24,9 @@ public enum TarsDispatchOutcome: Sendable {
   case badArguments(TarsDecodeError)
 }
 
-/// An error a servant method throws to choose the reply's iRet; any other error becomes −99
-/// (TARSSERVERUNKNOWNERR) with its description as sResultDesc.
+/// An error a servant method throws to choose the reply's iRet (codes below −99, which TarsCpp
+/// clients refuse, become −99); any other error becomes −99 (TARSSERVERUNKNOWNERR) with its
+/// description as sResultDesc.
 public struct TarsServantError: Error, Sendable, CustomStringConvertible {
   public var code: Int32
   public var message: String
@@ -154,7 +155,12 @@ public struct TarsServantTable {
         responder.fail(code: TarsReturnCode.serverDecodeError, message: error.description)
       }
     } catch let error as TarsServantError {
-      responder.fail(code: error.code, message: error.message)
+      // TarsCpp clients drop the whole connection on an iRet below −99.
+      if error.code < TarsReturnCode.serverUnknownError {
+        responder.fail(code: TarsReturnCode.serverUnknownError, message: "\(error.message) (code \(error.code))")
+      } else {
+        responder.fail(code: error.code, message: error.message)
+      }
     } catch {
       responder.fail(code: TarsReturnCode.serverUnknownError, message: String(describing: error))
     }

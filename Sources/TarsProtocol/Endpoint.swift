@@ -132,7 +132,7 @@ public struct TarsEndpoint: Hashable, Sendable, CustomStringConvertible {
   }
 
   static func words(_ text: String) -> [String] {
-    text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }).map(String.init)
+    text.split(whereSeparator: { TarsConfig.blanks.contains($0) }).map(String.init)
   }
 }
 
@@ -173,18 +173,20 @@ public struct TarsObjectAddress: Hashable, Sendable, CustomStringConvertible {
     endpoints.isEmpty ? name : name + "@" + endpoints.map(\.description).joined(separator: ":")
   }
 
+  /// Why TarsCpp or TarsGo would misread this address (see `TarsEndpoint.legacyParserProblem`);
+  /// nil when it is safe to hand to them. Only multi-endpoint strings are at risk.
+  public var legacyParserProblem: String? {
+    guard endpoints.count > 1 else { return nil }
+    return endpoints.lazy.compactMap(\.legacyParserProblem).first
+  }
+
   /// TarsCpp appends `#N` to names of parallel proxies; the registry never sees it.
   static func stripSuffix(_ name: String) -> String {
     guard let hash = name.firstIndex(of: "#") else { return name }
     return String(name[..<hash])
   }
 
-  static func trim(_ s: Substring) -> Substring {
-    var s = s
-    while let f = s.first, f == " " || f == "\t" || f == "\r" || f == "\n" { s = s.dropFirst() }
-    while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" { s = s.dropLast() }
-    return s
-  }
+  static func trim(_ s: Substring) -> Substring { TarsConfig.trim(s) }
 
   static func splitEndpoints(_ s: Substring) -> [Substring] {
     var pieces: [Substring] = []

@@ -170,7 +170,8 @@ extension Array: TarsCodable where Element: TarsCodable {
     defer { r.leaveNested() }
     let n = try r.readSize(minBytesPerUnit: 1)
     var out = [Element]()
-    out.reserveCapacity(n)
+    // n is bounded by the bytes left, not by element size: reserve a little, let it grow.
+    out.reserveCapacity(Swift.min(n, 1024))
     for _ in 0..<n { out.append(try r.read(Element.self, tag: 0)) }
     return out
   }
@@ -191,7 +192,7 @@ extension Dictionary: TarsCodable where Key: TarsMapKey, Value: TarsCodable {
     try r.enterNested()
     defer { r.leaveNested() }
     let n = try r.readSize(minBytesPerUnit: 2)
-    var out = [Key: Value](minimumCapacity: n)
+    var out = [Key: Value](minimumCapacity: Swift.min(n, 1024))
     for _ in 0..<n {
       let k = try r.read(Key.self, tag: 0)
       out[k] = try r.read(Value.self, tag: 1)

@@ -69,7 +69,8 @@ public struct TarsConfig: Equatable, Sendable, CustomStringConvertible {
   public init(parsing text: String) throws(TarsConfigError) {
     var stack = [Domain(name: "")]
     var lineNumber = 0
-    for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+    // Lines end in LF or CRLF ("\r\n" is a single Character in Swift).
+    for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
       lineNumber += 1
       let line = Self.trim(rawLine)
       if line.isEmpty || line.first == "#" { continue }
@@ -112,12 +113,15 @@ public struct TarsConfig: Equatable, Sendable, CustomStringConvertible {
     root = stack[0]
   }
 
+  /// TarsCpp trims " \r\n\t" (and so CRLF); nothing else counts as blank.
   static func trim(_ s: Substring) -> Substring {
     var s = s
-    while let f = s.first, f == " " || f == "\t" || f == "\r" || f == "\n" { s = s.dropFirst() }
-    while let l = s.last, l == " " || l == "\t" || l == "\r" || l == "\n" { s = s.dropLast() }
+    while let f = s.first, blanks.contains(f) { s = s.dropFirst() }
+    while let l = s.last, blanks.contains(l) { s = s.dropLast() }
     return s
   }
+
+  static let blanks: Set<Character> = [" ", "\t", "\r", "\n", "\r\n"]
 
   static func parseParam(_ line: Substring, lineNumber: Int) throws(TarsConfigError) -> (String, String) {
     var previous: Character = " "

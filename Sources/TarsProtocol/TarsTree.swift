@@ -70,7 +70,7 @@ extension TarsReader {
       defer { leaveNested() }
       let n = try readSize(minBytesPerUnit: 1)
       var items: [TarsValue] = []
-      items.reserveCapacity(n)
+      items.reserveCapacity(min(n, 1024))
       for _ in 0..<n {
         let h = try readHead()
         if h.type == .structEnd { throw TarsDecodeError(.requiredFieldMissing, tag: 0, offset: offset) }
@@ -82,7 +82,7 @@ extension TarsReader {
       defer { leaveNested() }
       let n = try readSize(minBytesPerUnit: 2)
       var entries: [TarsMapEntry] = []
-      entries.reserveCapacity(n)
+      entries.reserveCapacity(min(n, 1024))
       for _ in 0..<n {
         let k = try readHead()
         if k.type == .structEnd { throw TarsDecodeError(.requiredFieldMissing, tag: 0, offset: offset) }

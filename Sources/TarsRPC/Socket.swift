@@ -8,12 +8,9 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 
   init() {}
 
-  /// Resolves `host` (an IP literal, or a name through /etc/hosts and DNS) and `port`.
-  /// Literal addresses never touch the resolver. Name lookups block the caller.
-  public init(host: String, port: Int) throws(SystemError) {
-    guard (0...65535).contains(port) else {
-      throw SystemError("resolve \(host)", detail: "port \(port) is out of range")
-    }
+  /// The address of an IP literal, or nil if `host` is a name.
+  public init?(literal host: String, port: Int) {
+    guard (0...65535).contains(port) else { return nil }
     var v4 = in_addr()
     if inet_pton(AF_INET, host, &v4) == 1 {
       var sin = sockaddr_in()
@@ -32,20 +29,41 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
       self.init(sin6)
       return
     }
-    var hints = addrinfo()
-    hints.ai_family = AF_UNSPEC
-    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-    var result: UnsafeMutablePointer<addrinfo>?
-    let rc = getaddrinfo(host, String(port), &hints, &result)
-    guard rc == 0, let first = result else {
-      throw SystemError("resolve \(host)", detail: String(cString: gai_strerror(rc)))
+    return nil
+  }
+
+  /// Resolves `host` (an IP literal, or a name through /etc/hosts and DNS). Names resolve to
+  /// IPv4 first, as TarsCpp does, and to IPv6 only when there is no IPv4 address. A name lookup
+  /// blocks the caller: event-loop code uses `Resolver` instead.
+  public init(host: String, port: Int) throws(SystemError) {
+    guard (0...65535).contains(port) else {
+      throw SystemError("resolve \(host)", detail: "port \(port) is out of range")
     }
-    defer { freeaddrinfo(result) }
-    self.init()
-    withUnsafeMutableBytes(of: &storage) { dst in
-      dst.copyMemory(from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+    if let literal = SocketAddress(literal: host, port: port) {
+      self = literal
+      return
     }
-    length = first.pointee.ai_addrlen
+    var lastError: Int32 = 0
+    for family in [AF_INET, AF_INET6] {
+      var hints = addrinfo()
+      hints.ai_family = family
+      hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+      var result: UnsafeMutablePointer<addrinfo>?
+      let rc = getaddrinfo(host, String(port), &hints, &result)
+      guard rc == 0, let first = result else {
+        lastError = rc
+        continue
+      }
+      defer { freeaddrinfo(result) }
+      self.init()
+      withUnsafeMutableBytes(of: &storage) { dst in
+        dst.copyMemory(
+          from: UnsafeRawBufferPointer(start: first.pointee.ai_addr, count: Int(first.pointee.ai_addrlen)))
+      }
+      length = first.pointee.ai_addrlen
+      return
+    }
+    throw SystemError("resolve \(host)", detail: String(cString: gai_strerror(lastError)))
   }
 
   init<T>(_ address: T) {
@@ -140,17 +158,31 @@ enum Socket {
     return fd
   }
 
-  static func accept(_ listener: Int32) -> (Int32, SocketAddress)? {
+  enum Accepted {
+    case connection(Int32, SocketAddress)
+    /// Nothing more to accept now.
+    case none
+    /// The process or system is out of descriptors: the pending connection stays queued.
+    case outOfDescriptors
+  }
+
+  static func accept(_ listener: Int32) -> Accepted {
     var address = SocketAddress()
     address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-    let fd = withUnsafeMutablePointer(to: &address.storage) { p in
-      p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        ctars_accept4(listener, $0, &address.length)
+    while true {
+      let fd = withUnsafeMutablePointer(to: &address.storage) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { ctars_accept4(listener, $0, &address.length) }
+      }
+      if fd >= 0 {
+        setNoDelay(fd)
+        return .connection(fd, address)
+      }
+      switch ctars_errno() {
+      case EINTR, ECONNABORTED, EPROTO: continue  // that connection is gone; try the next
+      case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .outOfDescriptors
+      default: return .none
       }
     }
-    guard fd >= 0 else { return nil }
-    setNoDelay(fd)
-    return (fd, address)
   }
 
   static func localAddress(_ fd: Int32) -> SocketAddress {
@@ -173,5 +205,43 @@ enum Socket {
     var length = socklen_t(MemoryLayout<Int32>.size)
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
     return error
+  }
+}
+
+/// Name lookups off the event loop: `getaddrinfo` can block for seconds when DNS is slow, and a
+/// supervisor must not stop supervising meanwhile. IP literals are answered at once.
+enum Resolver {
+  final class Job {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+  }
+
+  /// Calls `completion` on `loop` with the address of `host`.
+  static func resolve(
+    host: String, port: Int, on loop: TarsEventLoop, completion: @escaping (Result<SocketAddress, SystemError>) -> Void
+  ) {
+    if let literal = SocketAddress(literal: host, port: port) {
+      completion(.success(literal))
+      return
+    }
+    let callback = LoopBound(value: completion)
+    let job = Job {
+      let result = Result { () throws(SystemError) in try SocketAddress(host: host, port: port) }
+      loop.execute { callback.value(result) }
+    }
+    var thread = pthread_t()
+    let context = Unmanaged.passRetained(job).toOpaque()
+    let rc = pthread_create(
+      &thread, nil,
+      { raw in
+        Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue().run()
+        return nil
+      }, context)
+    if rc != 0 {
+      Unmanaged<Job>.fromOpaque(context).release()
+      completion(.failure(SystemError("resolve \(host): start a resolver thread", errno: rc)))
+      return
+    }
+    pthread_detach(thread)
   }
 }

@@ -16,12 +16,25 @@ public final class TarsClient {
     init(_ completion: @escaping Completion) { self.completion = completion }
   }
 
+  /// The calls to one endpoint and, once the name is resolved and the socket made, their
+  /// connection; bytes written before then wait in `queued`.
   final class Channel {
-    let connection: FramedConnection
+    let endpoint: TarsEndpoint
+    var connection: FramedConnection?
+    var queued: [UInt8] = []
+    var finished = false
     var nextRequestId: Int32 = 0
     var pending: [Int32: Pending] = [:]
 
-    init(_ connection: FramedConnection) { self.connection = connection }
+    init(_ endpoint: TarsEndpoint) { self.endpoint = endpoint }
+
+    func send(_ bytes: [UInt8]) {
+      if let connection {
+        connection.send(bytes)
+      } else {
+        queued.append(contentsOf: bytes)
+      }
+    }
 
     func takeRequestId() -> Int32 {
       repeat { nextRequestId = nextRequestId == Int32.max ? 1 : nextRequestId + 1 } while pending[nextRequestId] != nil
@@ -48,48 +61,95 @@ public final class TarsClient {
   public func invoke(
     _ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int, completion: @escaping Completion
   ) {
-    let channel: Channel
-    switch self.channel(for: endpoint) {
-    case .success(let c): channel = c
-    case .failure(let e):
-      completion(.failure(e))
+    guard endpoint.transport == .tcp else {
+      completion(
+        .failure(TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported"))
+      )
       return
     }
+    let channel = self.channel(for: endpoint)
     var request = request
     request.iRequestId = channel.takeRequestId()
     if request.cPacketType == TarsPacketType.oneway {
-      channel.connection.send(TarsFrame.encode(request))
+      channel.send(TarsFrame.encode(request))
       completion(.success(TarsResponder.response(to: request, code: TarsReturnCode.success, buffer: [])))
       return
     }
     let id = request.iRequestId
     let pending = Pending(completion)
     channel.pending[id] = pending
+    let what = "\(request.sServantName).\(request.sFuncName) at \(endpoint)"
     pending.timer = loop.schedule(afterMilliseconds: timeoutMs) { [weak channel] in
       guard let channel, let p = channel.pending.removeValue(forKey: id) else { return }
-      p.completion(.failure(.timeout(timeoutMs, "\(request.sServantName).\(request.sFuncName) at \(endpoint)")))
+      p.completion(.failure(.timeout(timeoutMs, what)))
     }
-    channel.connection.send(TarsFrame.encode(request))
+    channel.send(TarsFrame.encode(request))
   }
 
   /// Closes every connection; their pending calls fail.
   public func closeAll() {
-    for c in channels.values { c.connection.close(.local) }
+    let all = channels.values
     channels.removeAll()
+    for c in all {
+      if let connection = c.connection {
+        connection.close(.local)
+      } else {
+        finish(c, TarsCallError(code: TarsReturnCode.sendRequestError, "the client was closed"))
+      }
+    }
   }
 
   static func key(_ e: TarsEndpoint) -> String { "\(e.host):\(e.port)" }
 
-  func channel(for endpoint: TarsEndpoint) -> Result<Channel, TarsCallError> {
+  func channel(for endpoint: TarsEndpoint) -> Channel {
     let key = Self.key(endpoint)
-    if let c = channels[key] { return .success(c) }
-    guard endpoint.transport == .tcp else {
-      return .failure(
-        TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported"))
+    if let c = channels[key] { return c }
+    let channel = Channel(endpoint)
+    channels[key] = channel
+    Resolver.resolve(host: endpoint.host, port: endpoint.port, on: loop) { [weak self, channel] result in
+      guard let self, !channel.finished else { return }
+      switch result {
+      case .success(let address): self.connect(channel, to: address)
+      case .failure(let e):
+        self.finish(
+          channel, TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(e)"))
+      }
     }
+    // One deadline for resolving and connecting together.
+    loop.schedule(afterMilliseconds: options.connectTimeoutMs) { [weak self, weak channel] in
+      guard let self, let channel, !channel.finished else { return }
+      if let connection = channel.connection {
+        if connection.connecting {
+          connection.close(.connectFailed(SystemError("connect to \(endpoint)", errno: ETIMEDOUT)))
+        }
+      } else {
+        self.finish(
+          channel,
+          TarsCallError(
+            code: TarsReturnCode.proxyConnectError,
+            "cannot connect to \(endpoint): no answer from the resolver within \(self.options.connectTimeoutMs) ms"))
+      }
+    }
+    return channel
+  }
+
+  /// Fails every call of a channel that will never (again) have a connection, and forgets it.
+  func finish(_ channel: Channel, _ error: TarsCallError) {
+    channel.finished = true
+    let key = Self.key(channel.endpoint)
+    if channels[key] === channel { channels[key] = nil }
+    let pending = channel.pending
+    channel.pending.removeAll()
+    for p in pending.values {
+      if let t = p.timer { loop.cancel(t) }
+      p.completion(.failure(error))
+    }
+  }
+
+  func connect(_ channel: Channel, to address: SocketAddress) {
+    let endpoint = channel.endpoint
     let connection: FramedConnection
     do {
-      let address = try SocketAddress(host: endpoint.host, port: endpoint.port)
       let fd = try Socket.connect(address)
       connection = FramedConnection(
         loop: loop, fd: fd, peer: address, connecting: true, maxFrameLength: options.maxFrameLength)
@@ -100,25 +160,24 @@ public final class TarsClient {
         throw error
       }
     } catch {
-      return .failure(TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(error)"))
+      finish(channel, TarsCallError(code: TarsReturnCode.proxyConnectError, "cannot connect to \(endpoint): \(error)"))
+      return
     }
-    let channel = Channel(connection)
-    channels[key] = channel
+    channel.connection = connection
     // The closures hold the channel; FramedConnection.close() drops them, breaking the cycle.
-    connection.onFrame = { [channel] body in
+    connection.onFrame = { [channel, unowned connection] body in
       let response: ResponsePacket
       do throws(TarsDecodeError) {
         response = try ResponsePacket(tarsBytes: body)
       } catch {
-        channel.connection.close(.badPacket(error))
+        connection.close(.badPacket(error))
         return
       }
       guard let p = channel.pending.removeValue(forKey: response.iRequestId) else { return }  // late or pushed
-      if let t = p.timer { channel.connection.loop.cancel(t) }
+      if let t = p.timer { connection.loop.cancel(t) }
       p.completion(.success(response))
     }
     connection.onClose = { [weak self, channel] reason in
-      if let self, self.channels[key] === channel { self.channels[key] = nil }
       let error: TarsCallError
       switch reason {
       case .connectFailed(let e):
@@ -133,18 +192,17 @@ public final class TarsClient {
         error = TarsCallError(
           code: TarsReturnCode.sendRequestError, "connection to \(endpoint) closed before the reply")
       }
-      let pending = channel.pending
-      channel.pending.removeAll()
-      for p in pending.values {
-        if let t = p.timer { channel.connection.loop.cancel(t) }
-        p.completion(.failure(error))
+      if let self {
+        self.finish(channel, error)
+      } else {
+        channel.finished = true
+        for p in channel.pending.values { p.completion(.failure(error)) }
+        channel.pending.removeAll()
       }
     }
-    loop.schedule(afterMilliseconds: options.connectTimeoutMs) { [weak connection] in
-      guard let connection, connection.connecting, !connection.closed else { return }
-      connection.close(.connectFailed(SystemError("connect to \(endpoint)", errno: ETIMEDOUT)))
-    }
-    return .success(channel)
+    let queued = channel.queued
+    channel.queued = []
+    if !queued.isEmpty { connection.send(queued) }
   }
 }
 

@@ -46,14 +46,14 @@ public final class TarsEventLoop: @unchecked Sendable {
   struct Timer {
     var deadline: UInt64
     var id: UInt64
-    var callback: () -> Void
   }
 
   let epfd: Int32
   let wakeFD: Int32
   var handlers: [Int32: (Events) -> Void] = [:]
   var timers: [Timer] = []  // binary min-heap on (deadline, id)
-  var liveTimers = Set<UInt64>()
+  /// Callbacks of the timers not yet run or cancelled; cancelling releases what they captured.
+  var timerCallbacks: [UInt64: () -> Void] = [:]
   var nextTimerID: UInt64 = 1
   var stopped = false
   let pending = Mutex<[@Sendable () -> Void]>([])
@@ -114,7 +114,8 @@ public final class TarsEventLoop: @unchecked Sendable {
   /// Runs `callback` once, `milliseconds` from now.
   @discardableResult
   public func schedule(afterMilliseconds milliseconds: Int, _ callback: @escaping () -> Void) -> TimerID {
-    schedule(at: Self.now() + UInt64(max(0, milliseconds)) * 1_000_000, callback)
+    // Clamped to about 24 days: far enough for any timeout, and no overflow.
+    schedule(at: Self.now() + UInt64(min(max(0, milliseconds), Int(Int32.max))) * 1_000_000, callback)
   }
 
   /// Runs `callback` once at the monotonic time `deadline` (nanoseconds).
@@ -122,13 +123,13 @@ public final class TarsEventLoop: @unchecked Sendable {
   public func schedule(at deadline: UInt64, _ callback: @escaping () -> Void) -> TimerID {
     let id = nextTimerID
     nextTimerID += 1
-    liveTimers.insert(id)
-    timers.append(Timer(deadline: deadline, id: id, callback: callback))
+    timerCallbacks[id] = callback
+    timers.append(Timer(deadline: deadline, id: id))
     siftUp(timers.count - 1)
     return TimerID(value: id)
   }
 
-  public func cancel(_ timer: TimerID) { liveTimers.remove(timer.value) }
+  public func cancel(_ timer: TimerID) { timerCallbacks[timer.value] = nil }
 
   func less(_ a: Int, _ b: Int) -> Bool {
     timers[a].deadline < timers[b].deadline || (timers[a].deadline == timers[b].deadline && timers[a].id < timers[b].id)
@@ -166,7 +167,7 @@ public final class TarsEventLoop: @unchecked Sendable {
 
   /// Drops cancelled timers from the top so the next deadline is a live one.
   func nextDeadline() -> UInt64? {
-    while let top = timers.first, !liveTimers.contains(top.id) { _ = popTimer() }
+    while let top = timers.first, timerCallbacks[top.id] == nil { _ = popTimer() }
     return timers.first?.deadline
   }
 
@@ -174,8 +175,7 @@ public final class TarsEventLoop: @unchecked Sendable {
     let now = Self.now()
     while let deadline = nextDeadline(), deadline <= now {
       let t = popTimer()
-      liveTimers.remove(t.id)
-      t.callback()
+      timerCallbacks.removeValue(forKey: t.id)?()
     }
   }
 
@@ -230,7 +230,7 @@ public final class TarsEventLoop: @unchecked Sendable {
   /// Runs until `done()` is true or `timeoutMs` passes; returns whether `done()` became true.
   @discardableResult
   public func run(until done: () -> Bool, timeoutMs: Int? = nil) -> Bool {
-    let deadline = timeoutMs.map { Self.now() + UInt64($0) * 1_000_000 }
+    let deadline = timeoutMs.map { Self.now() + UInt64(min(max(0, $0), Int(Int32.max))) * 1_000_000 }
     while !done() {
       var wait = -1
       if let deadline {

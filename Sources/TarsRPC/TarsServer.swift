@@ -48,7 +48,7 @@ public final class TarsServer {
     self.endpoint = bound
     idleTimeoutNs = UInt64(max(0, options.idleTimeoutMs ?? endpoint.timeout)) * 1_000_000
     do {
-      try loop.register(fd: listenFD, events: .readable) { [unowned self] _ in self.acceptAll() }
+      try loop.register(fd: listenFD, events: .readable) { [weak self] _ in self?.acceptAll() }
     } catch {
       Glibc.close(listenFD)
       throw error
@@ -68,16 +68,33 @@ public final class TarsServer {
     connections.removeAll()
   }
 
+  deinit { close() }
+
   func acceptAll() {
-    while let (fd, peer) = Socket.accept(listenFD) {
+    while true {
+      let fd: Int32
+      let peer: SocketAddress
+      switch Socket.accept(listenFD) {
+      case .connection(let f, let p): (fd, peer) = (f, p)
+      case .none: return
+      case .outOfDescriptors:
+        // The listener stays readable while the connection waits in the backlog; stop watching
+        // it for a moment instead of spinning, and try again when descriptors may be free.
+        loop.modify(fd: listenFD, events: [])
+        loop.schedule(afterMilliseconds: 100) { [weak self] in
+          guard let self, !self.closed else { return }
+          self.loop.modify(fd: self.listenFD, events: .readable)
+        }
+        return
+      }
       guard connections.count < options.maxConnections else {
         Glibc.close(fd)
         continue
       }
       let connection = FramedConnection(
         loop: loop, fd: fd, peer: peer, connecting: false, maxFrameLength: options.maxFrameLength)
-      connection.onFrame = { [unowned self, unowned connection] body in self.serve(body, on: connection) }
-      connection.onClose = { [unowned self] _ in self.connections[fd] = nil }
+      connection.onFrame = { [weak self, unowned connection] body in self?.serve(body, on: connection) }
+      connection.onClose = { [weak self] _ in self?.connections[fd] = nil }
       do {
         try connection.start()
       } catch {

@@ -75,6 +75,20 @@ struct IDLTests {
     #expect(unorderedKey?.message.contains("not orderable") == true)
   }
 
+  @Test func reservedNamesAndCRLFComments() throws {
+    let reserved = #expect(throws: IDLError.self) {
+      try SwiftGenerator(files: [
+        IDLParser.parse(file: "r.tars", text: "module M { struct Result { 0 require int a; }; };")
+      ])
+    }
+    #expect(reserved?.message.contains("reserved") == true)
+    let crlf = try IDLParser.parse(
+      file: "c.tars", text: "module M {\r\n  /* one\r\n   * two */\r\n  struct S { 0 require int a; };\r\n};\r\n")
+    let swift = try SwiftGenerator(files: [crlf]).generate(crlf)
+    #expect(!swift.contains("\r"))
+    #expect(swift.contains("/// one\n/// two\npublic struct S"))
+  }
+
   @Test func generatedServantsDispatchByFunctionName() throws {
     let file = try IDLParser.parse(
       file: "x.tars", text: "module M { interface Calc { int add(int a, int b, out long sum); }; };")

@@ -19,6 +19,7 @@ struct AddressTests {
     // Options TarsCpp does not know are skipped (TarsGo's bind address, say).
     #expect(try TarsEndpoint(parsing: "tcp -h h -b 0.0.0.0 -p 5").port == 5)
     #expect(try TarsEndpoint(parsing: "tcp -h ::1 -p 5").host == "::1")
+    #expect(try TarsEndpoint(parsing: "tcp -h a -p 1\r\n").port == 1, "CRLF is blank, as in TarsCpp")
   }
 
   @Test func rejectsBadEndpointsWithAReason() {
@@ -48,6 +49,8 @@ struct AddressTests {
     #expect(tricky.endpoints.map(\.host) == ["tcp-gateway.udp.local", "fe80::1"])
     #expect(tricky.endpoints[0].legacyParserProblem?.contains("TarsCpp") == true)
     #expect(tricky.endpoints[1].legacyParserProblem?.contains("TarsGo") == true)
+    #expect(tricky.legacyParserProblem != nil)
+    #expect(TarsObjectAddress(name: "A.B.C", endpoints: [tricky.endpoints[1]]).legacyParserProblem == nil)
     #expect(try TarsEndpoint(parsing: "tcp -h 10.0.0.1 -p 1").legacyParserProblem == nil)
 
     for bad in ["", "@tcp -h a -p 1", "A.B.C@", "A.B.C@tcp -p 1", "two words"] {
@@ -113,6 +116,14 @@ struct ConfigTests {
       let error = #expect(throws: TarsConfigError.self, "\(text)") { try TarsConfig(parsing: text) }
       #expect(error?.line == line, "\(text): \(String(describing: error))")
     }
+  }
+
+  @Test func crlfFilesParseLikeLFFiles() throws {
+    let lf = try TarsConfig(parsing: Self.sample)
+    let crlf = try TarsConfig(parsing: Self.sample.replacingOccurrences(of: "\n", with: "\r\n"))
+    #expect(crlf == lf)
+    let error = #expect(throws: TarsConfigError.self) { try TarsConfig(parsing: "<tars>\r\nx=\\q\r\n</tars>") }
+    #expect(error?.line == 2)
   }
 
   @Test func reopenedDomainsMerge() throws {

@@ -86,6 +86,16 @@ struct ClientTests {
     try await group.shutdownGracefully()
   }
 
+  @Test(arguments: ServerKind.allCases)
+  func hostNamesResolveOffTheLoop(_ kind: ServerKind) async throws {
+    let server = try await kind.start([helloName: HelloImpl()])
+    let loop = try TarsEventLoop()
+    let client = TarsClient(loop: loop)
+    let proxy = try TarsProxy(client: client, "\(helloName)@tcp -h localhost -p \(server.port)")
+    #expect(try proxy.callBlocking(Hello.TestHello.self, .init(sReq: "by name")).sRsp == "Hello by name")
+    await server.stop()
+  }
+
   @Test func posixClientConnectErrors() throws {
     let loop = try TarsEventLoop()
     let client = TarsClient(loop: loop)

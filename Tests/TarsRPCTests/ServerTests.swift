@@ -47,6 +47,9 @@ struct ServerTests {
     #expect(thrown.iRet == TarsReturnCode.serverUnknownError && thrown.sResultDesc == "boom")
     let chosen = try call(helloName, "testHello", helloArgs("code:-9"))
     #expect(chosen.iRet == -9 && chosen.sResultDesc == "chosen code")
+    // Below −99 TarsCpp clients drop the connection, so such codes are sent as −99.
+    let clamped = try call(helloName, "testHello", helloArgs("code:-200"))
+    #expect(clamped.iRet == -99 && clamped.sResultDesc == "chosen code (code -200)")
     var tup = makeRequest(id: 6, servant: helloName, function: "testHello", args: [])
     tup.iVersion = 3
     s.send(tup)
@@ -115,6 +118,33 @@ struct ServerTests {
     }
     bystander.send(makeRequest(id: 2, servant: helloName, function: "testHello", args: helloArgs("still here")))
     #expect(bystander.readResponse()?.iRequestId == 2)
+    await server.stop()
+  }
+
+  @Test(arguments: ServerKind.allCases)
+  func aPeerThatDoesNotReadIsThrottledNotDropped(_ kind: ServerKind) async throws {
+    let server = try await kind.start([helloName: HelloImpl()])
+    let flooder = try RawSocket(port: server.port, timeoutMs: 10_000)
+    // 5,000 calls with 4 KiB replies: far more than socket buffers and the 4 MiB the POSIX
+    // server queues before it stops reading.
+    let count = 5_000
+    let ping = TarsFrame.encode(
+      makeRequest(
+        id: 1, servant: helloName, function: "testHello", args: helloArgs(String(repeating: "x", count: 4096))))
+    // Write everything from another thread without reading: the replies back up, the server
+    // stops reading this peer, and the writer blocks in send() until we read.
+    var flood = [UInt8]()
+    flood.reserveCapacity(ping.count * count)
+    for _ in 0..<count { flood.append(contentsOf: ping) }
+    let writer = Task.detached { [flood] in flooder.send(flood) }
+    try await Task.sleep(for: .milliseconds(500))
+    let other = try RawSocket(port: server.port)
+    other.send(makeRequest(id: 9, servant: helloName, function: "tars_ping"))
+    #expect(other.readResponse()?.iRequestId == 9, "other peers are served meanwhile")
+    var replies = 0
+    while replies < count, let r = flooder.readResponse(), r.iRet == 0 { replies += 1 }
+    await writer.value
+    #expect(replies == count)
     await server.stop()
   }
 

@@ -4,7 +4,8 @@ import TarsProtocol
 
 /// A plain blocking TCP socket for tests that need to send exactly the bytes they choose
 /// (malformed frames, pipelined batches) and watch what comes back.
-public final class RawSocket {
+/// Sendable: sending and receiving from two threads is safe on one socket.
+public final class RawSocket: @unchecked Sendable {
   public let fd: Int32
 
   public init(port: Int, host: String = "127.0.0.1", timeoutMs: Int = 5000) throws {
