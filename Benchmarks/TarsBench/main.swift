@@ -27,7 +27,8 @@ func measure(seconds: Double = 1.0, _ body: () -> Void) -> Double {
 
 func report(_ name: String, opsPerSecond: Double, bytes: Int) {
   let mbps = opsPerSecond * Double(bytes) / 1_048_576
-  print(String(format: "%-44@ %12.0f ops/s %9.1f MB/s  (%d bytes)", name as NSString, opsPerSecond, mbps, bytes))
+  let padded = name.padding(toLength: 44, withPad: " ", startingAt: 0)
+  print(padded + String(format: " %12.0f ops/s %9.1f MB/s  (%d bytes)", opsPerSecond, mbps, bytes))
 }
 
 // MARK: Codec

@@ -36,7 +36,7 @@ public struct TarsReader: Sendable {
     TarsDecodeError(kind, tag: tag, offset: pos)
   }
 
-  @inlinable
+  @inlinable @inline(__always)
   mutating func need(_ count: Int) throws(TarsDecodeError) {
     if count > end - pos { throw fail(.truncated(needed: count, available: end - pos)) }
   }
@@ -44,7 +44,7 @@ public struct TarsReader: Sendable {
   // MARK: Heads
 
   /// Decodes the head at the current pos without consuming it.
-  @inlinable
+  @inlinable @inline(__always)
   public func peekHead() throws(TarsDecodeError) -> (type: TarsWireType, tag: UInt8, size: Int) {
     guard pos < end else { throw fail(.truncated(needed: 1, available: 0)) }
     let b = base[pos]
@@ -120,7 +120,7 @@ public struct TarsReader: Sendable {
     }
   }
 
-  @inlinable
+  @inlinable @inline(__always)
   mutating func readBigEndian(_ count: Int) throws(TarsDecodeError) -> UInt64 {
     try need(count)
     var v: UInt64 = 0

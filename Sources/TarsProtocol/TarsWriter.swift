@@ -16,7 +16,7 @@ public struct TarsWriter: Sendable {
   }
 
   /// Writes a field head: one byte for tags below 15, two bytes otherwise.
-  @inlinable
+  @inlinable @inline(__always)
   public mutating func writeHead(_ type: TarsWireType, tag: UInt8) {
     if tag < 15 {
       bytes.append(tag << 4 | type.rawValue)
@@ -26,7 +26,7 @@ public struct TarsWriter: Sendable {
     }
   }
 
-  @inlinable
+  @inlinable @inline(__always)
   mutating func appendBigEndian<T: FixedWidthInteger>(_ value: T) {
     withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
   }
