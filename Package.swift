@@ -24,8 +24,19 @@ let package = Package(
     .target(name: "TarsProtocol", swiftSettings: strict),
     // Framework interfaces generated from idl/*.tars, plus the locator's endpoint cache.
     .target(name: "TarsFramework", dependencies: ["TarsProtocol"], swiftSettings: strict),
-    // Linux calls Swift cannot reach directly (epoll, eventfd, variadic functions).
+    // Linux calls Swift cannot reach directly (epoll, eventfd, signalfd, variadic functions).
     .target(name: "CTarsSys"),
+    // fork/exec of the supervised server with a clean signal state, ids and capabilities (libcap).
+    .target(name: "CTarsSpawn", linkerSettings: [.linkedLibrary("cap")]),
+    // HMAC-SHA256 signing of NodeObj calls, shared by tarsnode and the control plane.
+    .target(name: "TarsAuth", dependencies: ["TarsProtocol"], swiftSettings: strict),
+    // tarsnode's logic: settings, description and config rendering, launching, supervision,
+    // ServerObj/NodeObj, output logs. No Foundation, no SwiftNIO.
+    .target(
+      name: "TarsNodeCore",
+      dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "TarsAuth", "CTarsSys", "CTarsSpawn"],
+      swiftSettings: strict),
+    .executableTarget(name: "tarsnode", dependencies: ["TarsNodeCore"], path: "Sources/TarsNode", swiftSettings: strict),
     // Dependency-free RPC on POSIX sockets and epoll (tarsnode, tarsctl).
     .target(name: "TarsRPC", dependencies: ["TarsProtocol", "TarsFramework", "CTarsSys"], swiftSettings: strict),
     // SwiftNIO server and client (control plane).
@@ -44,7 +55,8 @@ let package = Package(
       dependencies: ["TarsIDL", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       swiftSettings: strict),
     // What tarsctl's commands do, importable by tests.
-    .target(name: "TarsCtlCore", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC"], swiftSettings: strict),
+    .target(
+      name: "TarsCtlCore", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "TarsAuth"], swiftSettings: strict),
     .executableTarget(
       name: "tarsctl",
       dependencies: ["TarsCtlCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -59,8 +71,12 @@ let package = Package(
 
     // Test-only helpers: fixture loading and the types generated from Tests/TarsTestSupport/idl.
     .target(
-      name: "TarsTestSupport", dependencies: ["TarsProtocol"], path: "Tests/TarsTestSupport", exclude: ["idl"],
+      name: "TarsTestSupport", dependencies: ["TarsProtocol", "TarsRPC"], path: "Tests/TarsTestSupport", exclude: ["idl"],
       swiftSettings: strict),
+    // A business server stand-in that talks to tarsnode the way TarsCpp servers do.
+    .executableTarget(
+      name: "tars-test-server", dependencies: ["TarsRPC", "TarsFramework", "TarsTestSupport"],
+      path: "Tests/TarsTestServer", swiftSettings: strict),
     .testTarget(
       name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsTestSupport"],
       swiftSettings: strict),

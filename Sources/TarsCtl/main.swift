@@ -13,7 +13,7 @@ struct Tarsctl: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "tarsctl",
     abstract: "The TarsK8s operator's command line.",
-    subcommands: [Ping.self, Decode.self, Query.self, Admin.self])
+    subcommands: [Ping.self, Decode.self, Query.self, Admin.self, NodeCommand.self])
 }
 
 struct TimeoutOption: ParsableArguments {
@@ -126,6 +126,51 @@ struct Admin: ParsableCommand {
   func run() throws {
     do {
       let reply = try TarsCtl(timeoutMs: options.timeout).admin(endpoint, command: command)
+      print(reply, terminator: reply.hasSuffix("\n") || reply.isEmpty ? "" : "\n")
+    } catch {
+      throw fail(error.message)
+    }
+  }
+}
+
+struct NodeCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "node",
+    abstract: "Talk to one tarsnode's NodeObj directly: state, start, stop, restart, notify.",
+    discussion: """
+      Example: tarsctl node state --node 'tcp -h 10.0.0.7 -p 19385' --secret-file /etc/tars/node-secret/secret
+      Calls that change state (start, stop, restart, notify) are signed with the secret when one is given;
+      a tarsnode that has a secret refuses them unsigned.
+      """)
+
+  @Argument(help: "state, start, stop, restart or notify")
+  var action: String
+
+  @Argument(help: "For notify: the command, e.g. tars.viewstatus.")
+  var command: String?
+
+  @Option(name: .long, help: "The NodeObj: 'tcp -h HOST -p 19385' or 'tars.tarsnode.NodeObj@tcp -h …'.")
+  var node: String
+
+  @Option(name: .customLong("secret-file"), help: "The shared secret that signs the call.")
+  var secretFile: String?
+
+  @Option(name: .long, help: "The server's application (default: the node's own server).")
+  var app: String = ""
+
+  @Option(name: .long, help: "The server's name (default: the node's own server).")
+  var server: String = ""
+
+  @OptionGroup var options: TimeoutOption
+
+  func run() throws {
+    guard let action = TarsCtl.NodeAction(rawValue: action) else {
+      throw fail("unknown node action '\(action)': use \(TarsCtl.NodeAction.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    if action == .notify && (command ?? "").isEmpty { throw fail("notify needs a command, e.g. tars.viewstatus") }
+    do {
+      let reply = try TarsCtl(timeoutMs: options.timeout).node(
+        action, node: node, secretFile: secretFile, app: app, server: server, command: command ?? "")
       print(reply, terminator: reply.hasSuffix("\n") || reply.isEmpty ? "" : "\n")
     } catch {
       throw fail(error.message)

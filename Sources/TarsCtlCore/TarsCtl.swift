@@ -1,3 +1,4 @@
+import TarsAuth
 import TarsFramework
 import TarsProtocol
 import TarsRPC
@@ -108,5 +109,65 @@ public struct TarsCtl {
     return try blocking {
       proxy.call(AdminF.Notify.self, .init(command: command), options: .init(timeoutMs: timeoutMs), completion: $0)
     }.ret
+  }
+}
+
+extension TarsCtl {
+  /// What `tarsctl node` can ask one tarsnode.
+  public enum NodeAction: String, CaseIterable, Sendable {
+    case state, start, stop, restart, notify
+  }
+
+  /// Calls one tarsnode's NodeObj directly, signing the call when a secret file is given.
+  /// Returns the node's answer; a refusal or failure throws.
+  public func node(
+    _ action: NodeAction, node: String, secretFile: String?, app: String = "", server: String = "", command: String = ""
+  ) throws(TarsCtlError) -> String {
+    let address = try Self.address(node, defaultName: "tars.tarsnode.NodeObj")
+    let auth: NodeCallAuth?
+    do {
+      auth = try secretFile.map { path throws(NodeAuthError) in try NodeCallAuth(secretFile: path) }
+    } catch {
+      throw TarsCtlError(error.message)
+    }
+    let proxy = TarsProxy(client: client, address: address)
+    func call<M: TarsMethod>(_ m: M.Type, _ args: M.Args) throws(TarsCtlError) -> M.Result {
+      var request = M.request(servant: address.name, args, options: .init(timeoutMs: timeoutMs))
+      auth?.sign(&request, timestamp: unixTimeSeconds())
+      let reply = try blocking { proxy.invoke(request, timeoutMs: timeoutMs, completion: $0) }
+      do {
+        return try M.result(from: reply)
+      } catch {
+        throw TarsCtlError(error.description)
+      }
+    }
+    func check(_ ret: Int32, _ result: String) throws(TarsCtlError) -> String {
+      guard ret == 0 else { throw TarsCtlError(result.isEmpty ? "the node answered \(ret)" : result) }
+      return result
+    }
+    switch action {
+    case .state:
+      let r = try call(Node.GetStateInfo.self, .init(application: app, serverName: server))
+      _ = try check(r.ret, r.result)
+      let i = r.info
+      var lines = [
+        "server: \(i.application).\(i.serverName)", "node: \(i.nodeName)", "setting: \(i.settingState)",
+        "present: \(i.serverState)", "pid: \(i.processId)",
+      ]
+      for (k, v) in i.exState.sorted(by: { $0.key < $1.key }) { lines.append("\(k): \(v)") }
+      return lines.joined(separator: "\n")
+    case .start:
+      let r = try call(Node.StartServer.self, .init(application: app, serverName: server))
+      return try check(r.ret, r.result)
+    case .stop:
+      let r = try call(Node.StopServer.self, .init(application: app, serverName: server))
+      return try check(r.ret, r.result)
+    case .restart:
+      let r = try call(Node.RestartServer.self, .init(application: app, serverName: server))
+      return try check(r.ret, r.result)
+    case .notify:
+      let r = try call(Node.NotifyServer.self, .init(application: app, serverName: server, command: command))
+      return try check(r.ret, r.result)
+    }
   }
 }

@@ -100,49 +100,12 @@ protocol TestServer: Sendable {
 }
 
 /// Our POSIX server on its own event-loop thread.
-final class PosixTestServer: TestServer, @unchecked Sendable {
-  let loop: TarsEventLoop
-  let server: TarsServer
-  let done = DispatchSemaphore(value: 0)
+typealias PosixTestServer = LoopServer
 
-  init(servants: [String: any TarsDispatcher & Sendable], options: TarsServer.Options = .init()) throws {
-    loop = try TarsEventLoop()
-    server = try TarsServer(
-      loop: loop, endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60000), servants: servants,
-      options: options)
-    let loop = self.loop
-    let done = self.done
-    Thread.detachNewThread {
-      loop.run()
-      done.signal()
-    }
+extension LoopServer: TestServer {
+  convenience init(servants: [String: any TarsDispatcher & Sendable], options: TarsServer.Options) throws {
+    try self.init(servants: servants, host: "127.0.0.1", port: 0, options: options)
   }
-
-  var port: Int { server.port }
-
-  /// The number of connections the server holds, read on its loop.
-  var connectionCount: Int {
-    let result = Mutex(0)
-    let sem = DispatchSemaphore(value: 0)
-    let server = LoopBoundBox(server)
-    loop.execute {
-      result.withLock { $0 = server.value.connectionCount }
-      sem.signal()
-    }
-    sem.wait()
-    return result.withLock { $0 }
-  }
-
-  func stop() async {
-    loop.stop()
-    done.wait()
-    server.close()
-  }
-}
-
-struct LoopBoundBox<T>: @unchecked Sendable {
-  let value: T
-  init(_ value: T) { self.value = value }
 }
 
 /// Our SwiftNIO server on a two-thread group.

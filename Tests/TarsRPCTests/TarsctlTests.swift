@@ -5,36 +5,8 @@ import TarsTestSupport
 import Testing
 
 /// Runs the real `tarsctl` executable against our own servers.
-struct Tarsctl {
-  struct Output {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-  }
-
-  static var executable: URL {
-    URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tarsctl")
-  }
-
-  static func run(_ arguments: String...) throws -> Output {
-    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-      throw TarsServantError("\(executable.path) is missing: build it with `swift build` before running the tests")
-    }
-    let p = Process()
-    p.executableURL = executable
-    p.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Output(
-      status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-      stderr: String(decoding: e, as: UTF8.self))
-  }
+enum Tarsctl {
+  static func run(_ arguments: String...) throws -> Tool.Output { try Tool.run("tarsctl", arguments) }
 }
 
 @Suite("tarsctl against our servers", .serialized)
@@ -76,7 +48,7 @@ struct TarsctlTests {
     let timeout = try Tarsctl.run("admin", "tcp -h 127.0.0.1 -p \(hanging.port)", "hang", "--timeout", "300")
     #expect(timeout.status != 0 && timeout.stderr.contains("no reply within 300 ms (TARSINVOKETIMEOUT)"))
     #expect(Date().timeIntervalSince(start) < 3)
-    await hanging.stop()
+    hanging.stop()
     let never = try Tarsctl.run("ping", "\(helloName)@tcp -h 10.255.255.1 -p 9", "--timeout", "300")
     #expect(never.status != 0 && never.stderr.hasPrefix("tarsctl: "))
   }

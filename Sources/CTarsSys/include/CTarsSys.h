@@ -11,8 +11,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -53,6 +56,32 @@ static inline int ctars_set_nonblocking(int fd) {
 }
 
 static inline int ctars_errno(void) { return errno; }
+
+/// Blocks `count` signals for this thread (and every thread created later, which inherits the
+/// mask) and returns a non-blocking, close-on-exec signalfd that reports them, or -1.
+static inline int ctars_block_signals_to_fd(const int *signals, int count) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int i = 0; i < count; i++) sigaddset(&set, signals[i]);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+  return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/// Reads one pending signal from a signalfd: its number, or 0 when none is pending.
+static inline int ctars_read_signal(int fd) {
+  struct signalfd_siginfo info;
+  ssize_t n = read(fd, &info, sizeof(info));
+  return n == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
+}
+
+/// Makes this process adopt orphaned descendants (what PID 1 does) when it is not PID 1.
+static inline int ctars_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+/// Ignores a signal in this process (children get default dispositions back at spawn).
+static inline void ctars_ignore_signal(int sig) { signal(sig, SIG_IGN); }
+
+/// pipe2 with O_CLOEXEC.
+int ctars_pipe_cloexec(int fds[2]);
 
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
 int ctars_accept4(int fd, struct sockaddr *addr, socklen_t *len);
