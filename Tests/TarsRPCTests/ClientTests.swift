@@ -75,7 +75,12 @@ struct ClientTests {
     }
     try await Task.sleep(for: .milliseconds(200))
     await server.stop()
-    #expect(try await pending.value == TarsReturnCode.sendRequestError)
+    // −13 when the call was on the wire; −8 if, on a loaded machine, the task only got to
+    // write after the connection was already gone. Either way: now, not at the timeout.
+    let code = try await pending.value
+    #expect(
+      code == TarsReturnCode.sendRequestError || code == TarsReturnCode.proxyConnectError,
+      "got \(String(describing: code))")
     #expect(Date().timeIntervalSince(start) < 5, "the call must fail when the connection drops, not at its timeout")
     do {
       _ = try await nio.call(Hello.TestHello.self, .init(sReq: "x"))
