@@ -80,6 +80,12 @@ let package = Package(
     .testTarget(
       name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsTestSupport"],
       swiftSettings: strict),
+    .testTarget(
+      name: "TarsNodeTests",
+      dependencies: [
+        "TarsNodeCore", "TarsAuth", "TarsProtocol", "TarsFramework", "TarsRPC", "TarsCtlCore", "TarsTestSupport",
+      ],
+      swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",

@@ -20,6 +20,14 @@
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 
+/// The kernel's struct sigaction (x86-64 and arm64 layout), for SYS_rt_sigaction.
+struct kernel_sigaction {
+  void *handler;
+  unsigned long flags;
+  void *restorer;
+  unsigned long mask;
+};
+
 static const char *const steps[] = {
     "reset signals", "setpgid", "dup2 stdin", "dup2 stdout", "dup2 stderr", "chdir", "setgroups", "setgid",
     "setuid", "drop capabilities", "no_new_privs", "exec",
@@ -95,12 +103,12 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
     sigset_t none;
     sigemptyset(&none);
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(err, 0);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof(dfl));
-    dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; s++) {
+    // Through the raw system call: glibc's sigaction refuses the real-time signals it reserves
+    // (32, 33), and a parent may have left those ignored too.
+    for (int s = 1; s <= 64; s++) {
       if (s == SIGKILL || s == SIGSTOP) continue;
-      sigaction(s, &dfl, NULL);  // fails harmlessly for signals that cannot be changed
+      struct kernel_sigaction dfl = {0};
+      syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(dfl.mask));
     }
     // 2. Its own process group, so signals can reach everything it starts.
     if (o->new_process_group && setpgid(0, 0) != 0) child_fail(err, 1);

@@ -51,12 +51,14 @@ public struct NodeCallAuth: Sendable {
       throw NodeAuthError("unsigned: this call must carry a signature in context '\(Self.contextKey)'")
     }
     let parts = value.split(separator: ":", omittingEmptySubsequences: false)
-    guard parts.count == 3, parts[0] == "v1", let timestamp = Int64(parts[1]), let mac = Hex.decode(String(parts[2])) else {
+    guard parts.count == 3, parts[0] == "v1", let timestamp = Int64(parts[1]), let mac = Hex.decode(String(parts[2]))
+    else {
       throw NodeAuthError("malformed signature: expected v1:<unix seconds>:<hex>")
     }
     guard abs(now - timestamp) <= Self.maxSkewSeconds else {
       throw NodeAuthError(
-        "stale signature: signed at \(timestamp), now \(now), more than \(Self.maxSkewSeconds) s apart (check the clocks)")
+        "stale signature: signed at \(timestamp), now \(now), more than \(Self.maxSkewSeconds) s apart (check the clocks)"
+      )
     }
     let expected = HMACSHA256.mac(
       key: secret,

@@ -165,7 +165,8 @@ struct NodeCommand: ParsableCommand {
 
   func run() throws {
     guard let action = TarsCtl.NodeAction(rawValue: action) else {
-      throw fail("unknown node action '\(action)': use \(TarsCtl.NodeAction.allCases.map(\.rawValue).joined(separator: ", "))")
+      throw fail(
+        "unknown node action '\(action)': use \(TarsCtl.NodeAction.allCases.map(\.rawValue).joined(separator: ", "))")
     }
     if action == .notify && (command ?? "").isEmpty { throw fail("notify needs a command, e.g. tars.viewstatus") }
     do {

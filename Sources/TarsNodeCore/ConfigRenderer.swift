@@ -120,6 +120,7 @@ public struct ConfigRenderer: Sendable {
       text: text, config: config, heartbeatAdapters: adapters, adminEndpoint: admin,
       heartTimeoutSeconds: number("hearttimeout", s.heartTimeoutSeconds, 1...86400),
       deactivatingTimeoutMs: number("deactivating-timeout", 3000, 1000...60000), environment: environment,
-      jvmParams: server?["jvmparams"] ?? "", mainClass: server?["mainclass"] ?? "", classPath: server?["classpath"] ?? "")
+      jvmParams: server?["jvmparams"] ?? "", mainClass: server?["mainclass"] ?? "",
+      classPath: server?["classpath"] ?? "")
   }
 }

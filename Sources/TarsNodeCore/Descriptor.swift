@@ -65,7 +65,9 @@ public enum DescriptorFile {
             guard let value else { throw DescriptorError("\(source): adapter \(name) needs \(key)") }
             return value
           }
-          guard let s = v.stringValue else { throw DescriptorError("\(source): adapter \(name): \(key) must be a string") }
+          guard let s = v.stringValue else {
+            throw DescriptorError("\(source): adapter \(name): \(key) must be a string")
+          }
           return s
         }
         func number(_ key: String, default value: Int32) throws(DescriptorError) -> Int32 {
@@ -101,7 +103,9 @@ public enum DescriptorFile {
     for a in root.subdomain("adapters")?.subdomains ?? [] {
       func number(_ key: String, default value: Int32) throws(DescriptorError) -> Int32 {
         guard let text = a[key] else { return value }
-        guard let v = Int32(text) else { throw DescriptorError("\(source): adapter \(a.name): \(key) must be a number") }
+        guard let v = Int32(text) else {
+          throw DescriptorError("\(source): adapter \(a.name): \(key) must be a number")
+        }
         return v
       }
       guard let endpoint = a["endpoint"], let servant = a["servant"] else {
@@ -144,7 +148,8 @@ public enum DescriptorFile {
       (
         name,
         .object([
-          ("endpoint", .string(a.endpoint)), ("servant", .string(a.servant)), ("threadNum", .integer(Int64(a.threadNum))),
+          ("endpoint", .string(a.endpoint)), ("servant", .string(a.servant)),
+          ("threadNum", .integer(Int64(a.threadNum))),
           ("maxConnections", .integer(Int64(a.maxConnections))), ("allowIp", .string(a.allowIp)),
           ("queuecap", .integer(Int64(a.queuecap))), ("queuetimeout", .integer(Int64(a.queuetimeout))),
           ("protocol", .string(a.protocol)),

@@ -200,7 +200,8 @@ public final class OutputLog: @unchecked Sendable {
       return
     }
     if unreportedDrops > 0 {
-      let message = Array("tarsnode: dropped \(unreportedDrops) bytes of server output (disk full or not writable)\n".utf8)
+      let message = Array(
+        "tarsnode: dropped \(unreportedDrops) bytes of server output (disk full or not writable)\n".utf8)
       unreportedDrops = 0
       if writeAll(fd, message[...]) { size += message.count }
     }

@@ -191,7 +191,9 @@ public final class NodeRuntime {
       notifySocket = socket
     }
     if let text = s.readyHTTP {
-      guard let url = HTTPProbe.URL(text) else { throw SpawnError("--ready-http needs http://HOST:PORT/PATH, got '\(text)'") }
+      guard let url = HTTPProbe.URL(text) else {
+        throw SpawnError("--ready-http needs http://HOST:PORT/PATH, got '\(text)'")
+      }
       supervisor.onStarted = { [unowned self] pid in self.probe(url, pid: pid) }
     }
 
@@ -253,7 +255,9 @@ public final class NodeRuntime {
 
   /// The description from `--descriptor`, or from the registry (saved as the last good one),
   /// or — when the registry cannot be reached — the last good one.
-  func obtainDescriptor(_ registry: TarsProxy, _ completion: @escaping (Result<ServerDescriptor, DescriptorError>) -> Void) {
+  func obtainDescriptor(
+    _ registry: TarsProxy, _ completion: @escaping (Result<ServerDescriptor, DescriptorError>) -> Void
+  ) {
     let s = settings
     if let file = s.descriptorFile {
       completion(Result { () throws(DescriptorError) in try DescriptorFile.load(file) })
@@ -274,7 +278,8 @@ public final class NodeRuntime {
         completion(.failure(DescriptorError("the registry answered \(r.ret) for \(s.serverID)")))
       case .failure(let error):
         guard Files.exists(s.descriptorCache) else {
-          completion(.failure(DescriptorError("the registry is unreachable (\(error)) and no earlier description is kept")))
+          completion(
+            .failure(DescriptorError("the registry is unreachable (\(error)) and no earlier description is kept")))
           return
         }
         printError("tarsnode: the registry is unreachable (\(error)); starting from the last description")
@@ -300,7 +305,9 @@ public final class NodeRuntime {
     case .cpp, .go, .nodejsPackage:
       var binary = s.binDir + "/" + s.server
       if !Files.isExecutable(binary),
-        let found = Files.list(s.binDir).first(where: { $0.hasSuffix("Server") && Files.isExecutable(s.binDir + "/" + $0) })
+        let found = Files.list(s.binDir).first(where: {
+          $0.hasSuffix("Server") && Files.isExecutable(s.binDir + "/" + $0)
+        })
       {
         binary = s.binDir + "/" + found
       }
@@ -314,7 +321,8 @@ public final class NodeRuntime {
       argv = ["java", "-Dconfig=\(configArgument)"] + jvm + ["-jar", "\(s.binDir)/\(s.server).jar"]
     case .javaWar:
       path = try onPath("java")
-      argv = ["java", "-Dconfig=\(configArgument)"] + jvm + ["-cp", rendered?.classPath ?? "", rendered?.mainClass ?? ""]
+      argv =
+        ["java", "-Dconfig=\(configArgument)"] + jvm + ["-cp", rendered?.classPath ?? "", rendered?.mainClass ?? ""]
     case .nodejs:
       path = try onPath("node")
       let agent = environment["NODE_AGENT_BIN"] ?? "/usr/local/app/tars/node-agent/bin/node-agent"

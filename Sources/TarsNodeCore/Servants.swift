@@ -88,7 +88,8 @@ final class NodeObjServant: NodeServant {
     return .init(ret: 0, result: supervisor.stop())
   }
 
-  func restartServer(application: String, serverName: String, current: TarsCurrent) throws -> Node.RestartServer.Result {
+  func restartServer(application: String, serverName: String, current: TarsCurrent) throws -> Node.RestartServer.Result
+  {
     if let why = refusal(application, serverName, current, signed: true) { return .init(ret: -1, result: why) }
     return .init(ret: 0, result: supervisor.restart())
   }
@@ -112,13 +113,17 @@ final class NodeObjServant: NodeServant {
   }
 
   func getStateInfo(application: String, serverName: String, current: TarsCurrent) throws -> Node.GetStateInfo.Result {
-    if let why = refusal(application, serverName, current, signed: false) { return .init(ret: -1, info: .init(), result: why) }
+    if let why = refusal(application, serverName, current, signed: false) {
+      return .init(ret: -1, info: .init(), result: why)
+    }
     return .init(ret: 0, info: supervisor.stateInfo(), result: "")
   }
 
   /// Fetches a config file from ConfigObj into the server's bin directory (and returns the
   /// result, which K8SFramework lost).
-  func addFile(application: String, serverName: String, file: String, current: TarsCurrent) throws -> Node.AddFile.Result {
+  func addFile(application: String, serverName: String, file: String, current: TarsCurrent) throws
+    -> Node.AddFile.Result
+  {
     if let why = refusal(application, serverName, current, signed: true) { return .init(ret: -1, result: why) }
     let name = lastPathComponent(file)
     guard !name.isEmpty, name != ".", name != "..", !file.hasSuffix("/") else {
@@ -126,7 +131,8 @@ final class NodeObjServant: NodeServant {
     }
     guard let locator else { return .init(ret: -1, result: "error: no locator to find ConfigObj") }
     let responder = current.deferReply()
-    let proxy = TarsProxy(client: client, address: TarsObjectAddress(name: "tars.tarsconfig.ConfigObj"), locator: locator)
+    let proxy = TarsProxy(
+      client: client, address: TarsObjectAddress(name: "tars.tarsconfig.ConfigObj"), locator: locator)
     let path = settings.binDir + "/" + name
     proxy.call(Config.LoadConfig.self, .init(app: settings.app, server: settings.server, filename: name)) { result in
       switch result {

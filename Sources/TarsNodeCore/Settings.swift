@@ -164,7 +164,8 @@ public struct NodeSettings: Sendable {
     """
 
   /// Reads flags, then the environment. `--help` is reported as an error whose message is the usage.
-  public static func parse(arguments: [String], environment: [String: String]) throws(NodeSettingsError) -> NodeSettings {
+  public static func parse(arguments: [String], environment: [String: String]) throws(NodeSettingsError) -> NodeSettings
+  {
     var s = NodeSettings()
     var flags: [String: String] = [:]
     var switches = Set<String>()
@@ -175,7 +176,9 @@ public struct NodeSettings: Sendable {
       "--backoff-initial", "--backoff-max", "--backoff-reset", "--crash-limit", "--crash-window", "--report-interval",
       "--log-max-bytes", "--log-files", "--ready-http",
     ]
-    let switchFlags: Set<String> = ["--signal-group", "--restart", "--no-capture", "--no-stdout-copy", "--ready-notify"]
+    let switchFlags: Set<String> = [
+      "--signal-group", "--restart", "--no-capture", "--no-stdout-copy", "--ready-notify",
+    ]
     var i = 0
     while i < arguments.count {
       let a = arguments[i]
@@ -217,7 +220,8 @@ public struct NodeSettings: Sendable {
     func int(_ flag: String, _ range: ClosedRange<Int>) throws(NodeSettingsError) -> Int? {
       guard let text = flags[flag] else { return nil }
       guard let v = Int(text), range.contains(v) else {
-        throw NodeSettingsError("\(flag) needs a whole number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        throw NodeSettingsError(
+          "\(flag) needs a whole number in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
       }
       return v
     }
@@ -282,7 +286,8 @@ public struct NodeSettings: Sendable {
       if s.server.isEmpty { missing.append("ServerName (--server)") }
       if s.podName.isEmpty { missing.append("PodName (--pod-name)") }
       guard missing.isEmpty else {
-        throw NodeSettingsError("missing identity: set \(missing.joined(separator: ", ")), or run 'tarsnode -- COMMAND'")
+        throw NodeSettingsError(
+          "missing identity: set \(missing.joined(separator: ", ")), or run 'tarsnode -- COMMAND'")
       }
       for (name, part) in [("ServerApp", s.app), ("ServerName", s.server)]
       where !part.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {

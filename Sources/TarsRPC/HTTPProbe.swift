@@ -62,7 +62,9 @@ public final class HTTPProbe {
           finish(false, "\(error)")
           return
         }
-        timer = loop.schedule(afterMilliseconds: timeoutMs) { [self] in finish(false, "no answer within \(timeoutMs) ms") }
+        timer = loop.schedule(afterMilliseconds: timeoutMs) { [self] in
+          finish(false, "no answer within \(timeoutMs) ms")
+        }
       }
     }
   }

@@ -43,7 +43,8 @@ final class TestServer: AdminFServant {
       nodeProxy = TarsProxy(client: client, address: node)
     }
     if let local = config["/tars/application/server<local>"], !local.isEmpty {
-      servers.append(try TarsServer(loop: loop, endpoint: try TarsEndpoint(parsing: local), servants: ["AdminObj": self]))
+      servers.append(
+        try TarsServer(loop: loop, endpoint: try TarsEndpoint(parsing: local), servants: ["AdminObj": self]))
     }
   }
 
