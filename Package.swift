@@ -36,7 +36,8 @@ let package = Package(
       name: "TarsNodeCore",
       dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "TarsAuth", "CTarsSys", "CTarsSpawn"],
       swiftSettings: strict),
-    .executableTarget(name: "tarsnode", dependencies: ["TarsNodeCore"], path: "Sources/TarsNode", swiftSettings: strict),
+    .executableTarget(
+      name: "tarsnode", dependencies: ["TarsNodeCore"], path: "Sources/TarsNode", swiftSettings: strict),
     // Dependency-free RPC on POSIX sockets and epoll (tarsnode, tarsctl).
     .target(name: "TarsRPC", dependencies: ["TarsProtocol", "TarsFramework", "CTarsSys"], swiftSettings: strict),
     // SwiftNIO server and client (control plane).
@@ -56,7 +57,8 @@ let package = Package(
       swiftSettings: strict),
     // What tarsctl's commands do, importable by tests.
     .target(
-      name: "TarsCtlCore", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "TarsAuth"], swiftSettings: strict),
+      name: "TarsCtlCore", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "TarsAuth"], swiftSettings: strict
+    ),
     .executableTarget(
       name: "tarsctl",
       dependencies: ["TarsCtlCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -71,7 +73,8 @@ let package = Package(
 
     // Test-only helpers: fixture loading and the types generated from Tests/TarsTestSupport/idl.
     .target(
-      name: "TarsTestSupport", dependencies: ["TarsProtocol", "TarsRPC"], path: "Tests/TarsTestSupport", exclude: ["idl"],
+      name: "TarsTestSupport", dependencies: ["TarsProtocol", "TarsRPC"], path: "Tests/TarsTestSupport",
+      exclude: ["idl"],
       swiftSettings: strict),
     // A business server stand-in that talks to tarsnode the way TarsCpp servers do.
     .executableTarget(
