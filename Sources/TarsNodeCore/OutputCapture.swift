@@ -13,6 +13,7 @@ final class OutputCapture {
   let writeFD: Int32
   var held: [UInt8]?
   var paused = false
+  var dropping = false
   var buffer = [UInt8](repeating: 0, count: 64 * 1024)
 
   init(loop: TarsEventLoop, log: OutputLog) throws(SpawnError) {
@@ -47,7 +48,17 @@ final class OutputCapture {
   /// Queues a chunk; when the writer is behind, keeps it and stops reading until there is room.
   func offer(_ chunk: [UInt8]) {
     switch log.append(chunk) {
-    case .queued, .dropped: return
+    case .queued:
+      if dropping {
+        dropping = false
+        printError("tarsnode: the output log is being written again")
+      }
+    case .dropped:
+      if !dropping {
+        dropping = true
+        printError(
+          "tarsnode: the output log is not being written (disk stalled or full): server output is dropped until it is")
+      }
     case .full:
       held = chunk
       paused = true
@@ -78,5 +89,8 @@ final class OutputCapture {
     paused = false
     drain()
     log.finish()
+    if log.droppedBytes > 0 {
+      printError("tarsnode: \(log.droppedBytes) bytes of server output were dropped (disk stalled or full)")
+    }
   }
 }

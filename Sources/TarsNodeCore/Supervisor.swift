@@ -216,7 +216,6 @@ public final class Supervisor {
         }
         self.rendered = plan.rendered
         self.trace("started \(plan.request.path) as pid \(self.pid)")
-        self.onStarted(self.pid)
         let t = self.now
         self.heartbeats = [:]
         for a in plan.rendered?.heartbeatAdapters ?? [] { self.heartbeats[a] = t }
@@ -227,6 +226,7 @@ public final class Supervisor {
           self.set(.active)
         }
         self.armHeartbeatTimer()
+        self.onStarted(self.pid)
       }
     }
   }
