@@ -24,6 +24,9 @@ let package = Package(
     .target(name: "TarsProtocol", swiftSettings: strict),
     // Framework interfaces generated from idl/*.tars, plus the locator's endpoint cache.
     .target(name: "TarsFramework", dependencies: ["TarsProtocol"], swiftSettings: strict),
+    // The stat, property and log interfaces (idl/StatF, PropertyF, LogF): servers report to them;
+    // tarsnode does not need them, so they stay out of its binary.
+    .target(name: "TarsMonitor", dependencies: ["TarsProtocol"], swiftSettings: strict),
     // Linux calls Swift cannot reach directly (epoll, eventfd, signalfd, variadic functions).
     .target(name: "CTarsSys"),
     // fork/exec of the supervised server with a clean signal state, ids and capabilities (libcap).
@@ -81,7 +84,7 @@ let package = Package(
       name: "tars-test-server", dependencies: ["TarsRPC", "TarsFramework", "TarsTestSupport"],
       path: "Tests/TarsTestServer", swiftSettings: strict),
     .testTarget(
-      name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsTestSupport"],
+      name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsMonitor", "TarsTestSupport"],
       swiftSettings: strict),
     .testTarget(
       name: "TarsNodeTests",

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CTarsSpawn.h"
 
+extern char **environ;
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -12,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #ifndef PR_CAP_AMBIENT
@@ -151,7 +154,11 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
       for (int fd = 3; fd < max; fd++)
         if (fd != err) close(fd);
     }
-    execve(o->path, o->argv, o->envp);
+    if (o->search_path && !o->envp) {
+      execvp(o->path, o->argv);
+    } else {
+      execve(o->path, o->argv, o->envp ? o->envp : environ);
+    }
     child_fail(err, 11);
   }
 
@@ -189,3 +196,4 @@ int ctars_capability_from_name(const char *name) {
   if (cap_from_name(lower, &value) != 0) return -1;
   return (int)value;
 }
+

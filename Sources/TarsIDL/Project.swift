@@ -53,10 +53,12 @@ public struct GenerationPlan: Sendable {
       Step(idlFiles: [idl + "RequestF.tars"], outputDirectory: root + "/Sources/TarsProtocol/Generated", imports: []),
       Step(
         idlFiles: [
-          "EndpointF", "QueryF", "NodeF", "AdminF", "NotifyF", "ConfigF", "StatF", "PropertyF", "LogF",
-          "NodeDescriptor", "Registry", "Node",
+          "EndpointF", "QueryF", "NodeF", "AdminF", "NotifyF", "ConfigF", "NodeDescriptor", "Registry", "Node",
         ].map { idl + $0 + ".tars" },
         outputDirectory: root + "/Sources/TarsFramework/Generated", imports: ["TarsProtocol"]),
+      Step(
+        idlFiles: ["StatF", "PropertyF", "LogF"].map { idl + $0 + ".tars" },
+        outputDirectory: root + "/Sources/TarsMonitor/Generated", imports: ["TarsProtocol"]),
       Step(
         idlFiles: [root + "/Tests/TarsTestSupport/idl/Test.tars"],
         outputDirectory: root + "/Tests/TarsTestSupport/Generated", imports: ["TarsProtocol"]),

@@ -164,16 +164,26 @@ public enum DescriptorFile {
 }
 
 extension String {
-  /// Replaces every occurrence of `placeholder` (no regular expressions, no Foundation).
+  /// Replaces every occurrence of `placeholder`, comparing bytes (no regular expressions,
+  /// no Foundation: tarsnode links neither).
   func replacingPlaceholder(_ placeholder: String, with value: String) -> String {
-    guard !placeholder.isEmpty, contains(placeholder) else { return self }
-    var out = ""
-    var rest = Substring(self)
-    while let range = rest.firstRange(of: placeholder) {
-      out += rest[..<range.lowerBound]
-      out += value
-      rest = rest[range.upperBound...]
+    let text = Array(utf8)
+    let needle = Array(placeholder.utf8)
+    guard !needle.isEmpty, text.count >= needle.count else { return self }
+    var out: [UInt8] = []
+    out.reserveCapacity(text.count)
+    var i = 0
+    var replaced = false
+    while i < text.count {
+      if text[i] == needle[0] && i + needle.count <= text.count && text[i..<(i + needle.count)].elementsEqual(needle) {
+        out += value.utf8
+        i += needle.count
+        replaced = true
+      } else {
+        out.append(text[i])
+        i += 1
+      }
     }
-    return out + rest
+    return replaced ? String(decoding: out, as: UTF8.self) : self
   }
 }

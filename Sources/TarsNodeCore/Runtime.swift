@@ -14,7 +14,7 @@ public final class NodeRuntime {
   static let handledSignals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
 
   /// The program: returns tarsnode's exit status.
-  public static func main(arguments: [String]) -> Int32 {
+  public static func main() -> Int32 {
     // 1. Before any thread exists: block the handled signals (threads created later inherit
     //    the mask) and read them from a signalfd instead.
     let signalFD = handledSignals.withUnsafeBufferPointer {
@@ -28,6 +28,12 @@ public final class NodeRuntime {
     ctars_ignore_signal(SIGTTIN)
     ctars_ignore_signal(SIGTTOU)
 
+    if let plain = PlainInit.lean() {
+      if getpid() != 1 { _ = ctars_set_child_subreaper() }
+      return PlainInit.run(command: plain.command, grace: plain.grace, group: plain.group, signalFD: signalFD)
+    }
+    let arguments = Array(CommandLine.arguments.dropFirst())
+    if arguments.count == 2 && arguments[0] == "--resolve" { return resolve(arguments[1]) }
     let environment = currentEnvironment()
     let settings: NodeSettings
     do {
@@ -48,6 +54,19 @@ public final class NodeRuntime {
     } catch let error as CommandNotFound {
       printError("tarsnode: \(error)")
       return 127
+    } catch {
+      printError("tarsnode: \(error)")
+      return 1
+    }
+  }
+
+  /// `tarsnode --resolve HOST`: how this container resolves a name (/etc/hosts, then the
+  /// nameservers of /etc/resolv.conf), for operators of images that have no nslookup.
+  static func resolve(_ host: String) -> Int32 {
+    do {
+      let address = try SocketAddress(host: host, port: 0)
+      print("\(host): \(address.host)")
+      return 0
     } catch {
       printError("tarsnode: \(error)")
       return 1

@@ -120,6 +120,7 @@ public struct NodeSettings: Sendable {
   public static let usage = """
     usage: tarsnode [options]                    supervise the pod's Tars server (K8SFramework pod contract)
            tarsnode [options] -- COMMAND [ARGS]  supervise any command as PID 1 (like tini)
+           tarsnode --resolve HOST               print the address this container finds for HOST
 
     identity (default: the environment variable named)
       --app APP                ServerApp

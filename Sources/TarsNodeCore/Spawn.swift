@@ -12,7 +12,8 @@ public struct SpawnError: Error, Sendable, Equatable, CustomStringConvertible {
 public struct SpawnRequest: Sendable {
   public var path: String
   public var arguments: [String]
-  public var environment: [String]
+  /// `KEY=VALUE` entries; nil passes tarsnode's own environment on unchanged.
+  public var environment: [String]?
   public var workingDirectory: String?
   public var stdin: Int32 = -1
   public var stdout: Int32 = -1
@@ -21,13 +22,15 @@ public struct SpawnRequest: Sendable {
   public var newProcessGroup = true
   /// Give the terminal on stdin (if any) to the new process group.
   public var foreground = false
+  /// Look `path` up in PATH (in the child, like execvp) when it has no '/'.
+  public var searchPath = false
   public var noNewPrivileges = true
   public var uid: UInt32?
   public var gid: UInt32?
   /// Capability numbers to keep; nil leaves them alone.
   public var keepCapabilities: [Int32]?
 
-  public init(path: String, arguments: [String], environment: [String]) {
+  public init(path: String, arguments: [String], environment: [String]?) {
     self.path = path
     self.arguments = arguments
     self.environment = environment
@@ -39,7 +42,7 @@ public enum Spawner {
   /// reported here, not discovered later as a mysterious exit 127.
   public static func spawn(_ r: SpawnRequest) throws(SpawnError) -> pid_t {
     let argv = r.arguments.map { strdup($0) } + [nil]
-    let envp = r.environment.map { strdup($0) } + [nil]
+    let envp = (r.environment ?? []).map { strdup($0) } + [nil]
     defer {
       for p in argv { free(p) }
       for p in envp { free(p) }
@@ -54,13 +57,14 @@ public enum Spawner {
               var o = ctars_spawn_options()
               o.path = path
               o.argv = argvBuffer.baseAddress
-              o.envp = envpBuffer.baseAddress
+              o.envp = r.environment == nil ? nil : envpBuffer.baseAddress
               o.cwd = cwd
               o.stdin_fd = r.stdin
               o.stdout_fd = r.stdout
               o.stderr_fd = r.stderr
               o.new_process_group = r.newProcessGroup ? 1 : 0
               o.foreground = r.foreground ? 1 : 0
+              o.search_path = r.searchPath ? 1 : 0
               o.no_new_privs = r.noNewPrivileges ? 1 : 0
               if let uid = r.uid ?? (r.gid != nil ? getuid() : nil) {
                 o.set_ids = 1

@@ -124,7 +124,7 @@ public struct TarsEndpoint: Hashable, Sendable, CustomStringConvertible {
   /// TarsCpp splits such strings at every "tcp"/"udp"/"ssl"; TarsGo splits at every ':'.
   public var legacyParserProblem: String? {
     let lower = host.lowercased()
-    if Transport.allCases.contains(where: { lower.contains($0.rawValue) }) {
+    if Transport.allCases.contains(where: { lower.utf8.containsSequence($0.rawValue.utf8) }) {
       return "host '\(host)' contains tcp, udp or ssl, which TarsCpp takes for the start of another endpoint"
     }
     if host.contains(":") { return "host '\(host)' contains ':', which TarsGo takes for an endpoint separator" }
@@ -210,5 +210,19 @@ public struct TarsObjectAddress: Hashable, Sendable, CustomStringConvertible {
     }
     pieces.append(trim(s[start...]))
     return pieces.filter { !$0.isEmpty }
+  }
+}
+
+extension Collection where Element: Equatable {
+  /// Whether `needle` occurs as a contiguous run (String.contains(String) lives in
+  /// _StringProcessing, which the lean static tarsnode does not link).
+  func containsSequence<C: Collection>(_ needle: C) -> Bool where C.Element == Element {
+    guard let first = needle.first else { return true }
+    var i = startIndex
+    while i != endIndex {
+      if self[i] == first && self[i...].starts(with: needle) { return true }
+      i = index(after: i)
+    }
+    return false
   }
 }

@@ -43,6 +43,16 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
       self = literal
       return
     }
+    // /etc/hosts and DNS by ourselves first: that works in a static binary in an empty image.
+    if let ip = NameResolution.hostsFile(host).first, let address = SocketAddress(literal: ip, port: port) {
+      self = address
+      return
+    }
+    let dns = NameResolution.query(host, .system())
+    if case .success(let ips) = dns, let ip = ips.first, let address = SocketAddress(literal: ip, port: port) {
+      self = address
+      return
+    }
     var lastError: Int32 = 0
     for family in [AF_INET, AF_INET6] {
       var hints = addrinfo()
@@ -63,6 +73,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
       length = first.pointee.ai_addrlen
       return
     }
+    if case .failure(let e) = dns { throw e }
     throw SystemError("resolve \(host)", detail: String(cString: gai_strerror(lastError)))
   }
 

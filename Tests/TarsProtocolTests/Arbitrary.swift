@@ -1,4 +1,5 @@
 import TarsFramework
+import TarsMonitor
 import TarsProtocol
 import TarsTestSupport
 

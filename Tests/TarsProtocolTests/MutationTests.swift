@@ -1,5 +1,6 @@
 import Foundation
 import TarsFramework
+import TarsMonitor
 import TarsProtocol
 import TarsTestSupport
 import Testing

@@ -13,6 +13,7 @@
 typedef struct {
   const char *path;
   char *const *argv;
+  /// NULL passes this process's environment on unchanged.
   char *const *envp;
   /// NULL keeps the current directory.
   const char *cwd;
@@ -24,6 +25,8 @@ typedef struct {
   /// With a new process group and a terminal on stdin: make the group the terminal's foreground
   /// group, so an interactive command can read it (what tini does).
   int foreground;
+  /// Look `path` up in PATH in the child (execvp) when it has no '/'.
+  int search_path;
   int no_new_privs;
   int set_ids;
   uid_t uid;
