@@ -126,7 +126,14 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
     if (o->stderr_fd >= 0 && dup2(o->stderr_fd, 2) < 0) child_fail(err, 4);
     // 4. Working directory.
     if (o->cwd && chdir(o->cwd) != 0) child_fail(err, 5);
-    // 5. Identity; capabilities survive the uid change only with KEEPCAPS.
+    // 5. The bounding set shrinks while we are still root: dropping from it needs CAP_SETPCAP in
+    //    the effective set, which the uid change below clears.
+    if (o->drop_caps) {
+      for (int c = 0; c <= last_cap; c++) {
+        if (!is_kept(o, c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) child_fail(err, 9);
+      }
+    }
+    // 6. Identity; the permitted set survives the uid change only with KEEPCAPS.
     if (o->set_ids) {
       if (o->drop_caps) prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
       gid_t groups[1] = {o->gid};
@@ -134,19 +141,16 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
       if (setgid(o->gid) != 0) child_fail(err, 7);
       if (setuid(o->uid) != 0) child_fail(err, 8);
     }
-    // 6. Capabilities: bounding set first (needs CAP_SETPCAP), then the process sets, then
-    //    ambient so a non-root server keeps what it was given across exec.
+    // 7. The process sets, then ambient so a non-root server keeps what it was given across
+    //    exec.
     if (o->drop_caps) {
-      for (int c = 0; c <= last_cap; c++) {
-        if (!is_kept(o, c) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) child_fail(err, 9);
-      }
       if (cap_set_proc(caps) != 0) child_fail(err, 9);
       prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
       for (int i = 0; i < o->keep_caps_count; i++) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, o->keep_caps[i], 0, 0);
     }
-    // 7. No privilege gained through exec (setuid binaries, file capabilities).
+    // 8. No privilege gained through exec (setuid binaries, file capabilities).
     if (o->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(err, 10);
-    // 8. Nothing of ours leaks into the server: every descriptor above 2 closes except the
+    // 9. Nothing of ours leaks into the server: every descriptor above 2 closes except the
     //    error pipe (itself close-on-exec).
     if (close_fds_except(err) != 0) {
       long max = sysconf(_SC_OPEN_MAX);

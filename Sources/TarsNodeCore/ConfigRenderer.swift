@@ -14,6 +14,9 @@ public struct RenderedConfig: Sendable {
   public var heartTimeoutSeconds: Int
   /// `deactivating-timeout`: how long AdminObj.shutdown gets before SIGTERM, ms.
   public var deactivatingTimeoutMs: Int
+  /// `activating-timeout`: how long the server may stay Activating, ms (default: the heart
+  /// timeout).
+  public var activatingTimeoutMs: Int
   /// `env`: variables for the server (`A=1;B=2`).
   public var environment: [(String, String)]
   /// Java launchers: `jvmparams`, `mainclass`, `classpath`.
@@ -119,7 +122,10 @@ public struct ConfigRenderer: Sendable {
     return RenderedConfig(
       text: text, config: config, heartbeatAdapters: adapters, adminEndpoint: admin,
       heartTimeoutSeconds: number("hearttimeout", s.heartTimeoutSeconds, 1...86400),
-      deactivatingTimeoutMs: number("deactivating-timeout", 3000, 1000...60000), environment: environment,
+      deactivatingTimeoutMs: number("deactivating-timeout", 3000, 1000...60000),
+      activatingTimeoutMs: number(
+        "activating-timeout", number("hearttimeout", s.heartTimeoutSeconds, 1...86400) * 1000, 1000...86_400_000),
+      environment: environment,
       jvmParams: server?["jvmparams"] ?? "", mainClass: server?["mainclass"] ?? "",
       classPath: server?["classpath"] ?? "")
   }

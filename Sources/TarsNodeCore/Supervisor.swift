@@ -61,6 +61,7 @@ public final class Supervisor {
   var rendered: RenderedConfig?
   var heartbeats: [String: UInt64] = [:]
   var heartbeatTimer: TarsEventLoop.TimerID?
+  var activatingTimer: TarsEventLoop.TimerID?
   var relaunchTimer: TarsEventLoop.TimerID?
   var launching = false
   var consecutiveFailures = 0
@@ -89,6 +90,10 @@ public final class Supervisor {
     present = p
     if p == .active {
       activeSince = now
+      if let t = activatingTimer {
+        loop.cancel(t)
+        activatingTimer = nil
+      }
       onActive()
     }
     publish()
@@ -226,6 +231,7 @@ public final class Supervisor {
           self.set(.active)
         }
         self.armHeartbeatTimer()
+        if self.present == .activating { self.armActivatingTimer() }
         self.onStarted(self.pid)
       }
     }
@@ -371,6 +377,7 @@ public final class Supervisor {
     if present == .active {
       activeSince = nil
       set(.activating)
+      armActivatingTimer()
     }
     armHeartbeatTimer()
   }
@@ -389,6 +396,23 @@ public final class Supervisor {
     heartbeatTimer = loop.schedule(at: oldest + heartTimeoutNs) { [weak self] in
       self?.heartbeatTimer = nil
       self?.checkHeartbeats()
+    }
+  }
+
+  /// A server still Activating after `activating-timeout` — stuck in initialisation however
+  /// often it sends keepActiving, or a not-tars server whose readiness never came — is
+  /// restarted like a hung one.
+  func armActivatingTimer() {
+    if let t = activatingTimer { loop.cancel(t) }
+    let ms = rendered?.activatingTimeoutMs ?? settings.heartTimeoutSeconds * 1000
+    let launched = pid
+    activatingTimer = loop.schedule(afterMilliseconds: ms) { [weak self] in
+      guard let self else { return }
+      self.activatingTimer = nil
+      guard self.pid == launched, self.pid != 0, self.present == .activating, self.stopPlan == nil else { return }
+      self.log("still Activating \(ms) ms after the start: restarting the server")
+      self.notify("[alarm] the server did not become Active within \(ms) ms, restarting it", true)
+      self.beginStop(thenStart: true, firstSignal: SIGTERM)
     }
   }
 

@@ -94,3 +94,21 @@ struct PID1Tests {
     #expect(log.contains("shutdown requested through AdminObj"), "\(log)\n\(node.stderr)")
   }
 }
+
+@Suite("Signals to the process group", .enabled(if: canUnshare, "needs root and unshare(1) for PID namespaces"))
+struct SignalGroupTests {
+  @Test(arguments: [true, false])
+  func signalsReachTheWholeGroupOnlyWhenAsked(_ group: Bool) throws {
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let inner = "trap 'echo grandchild got USR1' USR1; echo ready; while :; do sleep 0.05; done"
+    let script = "trap 'echo child got USR1' USR1; sh -c \"\(inner)\" & while :; do sleep 0.05; done"
+    let node = try NodeProcess((group ? ["--signal-group"] : []) + ["--", "sh", "-c", script], asPID1: true, dir: dir)
+    defer { node.terminate() }
+    #expect(eventually { node.stdout.contains("ready") })
+    node.signal(SIGUSR1)
+    #expect(eventually(5) { node.stdout.contains("child got USR1") })
+    usleep(300_000)
+    #expect(node.stdout.contains("grandchild got USR1") == group, "\(node.stdout)")
+  }
+}

@@ -36,13 +36,18 @@ struct StaticImageTests {
     let dir = try TemporaryDirectory("tarsnode-image")
     defer { dir.remove() }
     let root = dir.file("root")
-    for d in ["etc", "proc"] { try FileManager.default.createDirectory(atPath: "\(root)/\(d)", withIntermediateDirectories: true) }
+    for d in ["etc", "proc"] {
+      try FileManager.default.createDirectory(atPath: "\(root)/\(d)", withIntermediateDirectories: true)
+    }
     try "127.0.0.1 localhost\n".write(toFile: "\(root)/etc/hosts", atomically: true, encoding: .utf8)
     try "nameserver 127.0.0.1\nsearch tars.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
       .write(toFile: "\(root)/etc/resolv.conf", atomically: true, encoding: .utf8)
     try FileManager.default.copyItem(atPath: Self.binary, toPath: "\(root)/tarsnode")
     try Self.dnsServer.write(toFile: dir.file("dns.py"), atomically: true, encoding: .utf8)
-    #expect(try FileManager.default.subpathsOfDirectory(atPath: root).sorted() == ["etc", "etc/hosts", "etc/resolv.conf", "proc", "tarsnode"])
+    #expect(
+      try FileManager.default.subpathsOfDirectory(atPath: root).sorted() == [
+        "etc", "etc/hosts", "etc/resolv.conf", "proc", "tarsnode",
+      ])
 
     // A network namespace of our own, so the fake cluster DNS can own 127.0.0.1:53.
     let script = """

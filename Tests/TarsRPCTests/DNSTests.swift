@@ -24,7 +24,8 @@ struct DNSTests {
   }
 
   @Test func readsHostsFiles() {
-    let hosts = "127.0.0.1 localhost\n10.0.0.5 test-helloserver-0.test-helloserver  Other # comment\n# 1.2.3.4 commented\n"
+    let hosts =
+      "127.0.0.1 localhost\n10.0.0.5 test-helloserver-0.test-helloserver  Other # comment\n# 1.2.3.4 commented\n"
     #expect(NameResolution.hostsFile("other", text: hosts) == ["10.0.0.5"])
     #expect(NameResolution.hostsFile("commented", text: hosts).isEmpty)
   }

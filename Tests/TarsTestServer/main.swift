@@ -84,6 +84,9 @@ final class TestServer: AdminFServant {
       send(ServerF.ReportVersion.self, .init(app: app, serverName: server, version: "test-1.0"))
       send(ServerF.KeepAlive.self, .init(serverInfo: info))
       say("test server \(app).\(server) started, pid \(getpid()), adapters \(adapters.joined(separator: ","))")
+      for name in ["TARS_TEST_ECHO", "LD_LIBRARY_PATH"] {
+        if let value = getenv(name) { say("\(name)=\(String(cString: value))") }
+      }
       loop.schedule(afterMilliseconds: heartbeatMs) { [unowned self] in heartbeat() }
       return
     }
