@@ -70,7 +70,8 @@ def drop_caches():
         f.write("3\n")
 
 def memory_and_wakeups(name, idle=30):
-    p = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc"] + supervisors[name]([probe, "start", os.path.join(work, "m")]))
+    p = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc"] + supervisors[name]([probe, "start", os.path.join(work, "m")]),
+                         stderr=subprocess.DEVNULL)
     sup = child_of(p.pid)
     time.sleep(1)
     s = status(sup)
@@ -90,7 +91,7 @@ def exec_to_child(name, runs=30):
         for f in (t0, t1):
             if os.path.exists(f):
                 os.unlink(f)
-        p = subprocess.Popen([probe, "launch", t0] + supervisors[name]([probe, "start", t1]))
+        p = subprocess.Popen([probe, "launch", t0] + supervisors[name]([probe, "start", t1]), stderr=subprocess.DEVNULL)
         out.append((read(t1) - read(t0)) / 1e6)
         for pid in [p.pid]:
             try:
@@ -108,7 +109,7 @@ def forwarding(name, runs=30):
         for f in (got, ready):
             if os.path.exists(f):
                 os.unlink(f)
-        p = subprocess.Popen(supervisors[name]([probe, "term", got, ready]))
+        p = subprocess.Popen(supervisors[name]([probe, "term", got, ready]), stderr=subprocess.DEVNULL)
         read(ready)
         time.sleep(0.05)
         sent = time.clock_gettime_ns(time.CLOCK_MONOTONIC)

@@ -255,7 +255,12 @@ public struct NodeSettings: Sendable {
     if let v = try int("--uid", 0...Int(UInt32.max)) { s.uid = UInt32(v) }
     if let v = try int("--gid", 0...Int(UInt32.max)) { s.gid = UInt32(v) }
     if let v = flags["--caps"] {
-      s.keepCapabilities = v.split(separator: ",").map { String($0).trimmingBlanks() }.filter { !$0.isEmpty }
+      let names = v.split(separator: ",").map { String($0).trimmingBlanks() }.filter { !$0.isEmpty }
+      if let unknown = names.first(where: { Spawner.capability(named: $0) == nil }) {
+        throw NodeSettingsError(
+          "--caps: unknown capability '\(unknown)' (use names like NET_BIND_SERVICE or CAP_CHOWN)")
+      }
+      s.keepCapabilities = names
     }
     if let v = try int("--grace", 1...3600) { s.graceSeconds = v }
     if let v = try int("--heart-timeout", 1...86400) { s.heartTimeoutSeconds = v }

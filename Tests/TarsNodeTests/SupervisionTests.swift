@@ -127,6 +127,8 @@ struct SupervisionTests {
     let before = pidLine()
     #expect(try ctl.node(.restart, node: nodeObj, secretFile: secret) == "Success")
     #expect(eventually { pidLine() != before && pidLine() != "pid: 0" })
+    // The new process answers admin commands once it is Active (its AdminObj is bound by then).
+    #expect(eventually { (try? ctl.node(.state, node: nodeObj, secretFile: nil))?.contains("present: Active") == true })
     let status = try ctl.node(.notify, node: nodeObj, secretFile: secret, command: "tars.viewstatus")
     #expect(status.hasPrefix("[notify prefix object num:1]\n[1]:app=Test server=HelloServer pid="), "\(status)")
     let stranger = #expect(throws: TarsCtlError.self) {

@@ -124,6 +124,12 @@ struct SettingsTests {
       #expect(throws: NodeSettingsError.self, "\(args)") { try NodeSettings.parse(arguments: args, environment: env) }
     }
     let plain = try? NodeSettings.parse(arguments: ["--", "sleep", "1"], environment: [:])
+    let caps = #expect(throws: NodeSettingsError.self) {
+      try NodeSettings.parse(arguments: ["--caps", "NET_BIND_SERVICE,FLY"], environment: env)
+    }
+    #expect(caps?.message.contains("unknown capability 'FLY'") == true)
+    let kept = try? NodeSettings.parse(arguments: ["--caps", "net_bind_service, CAP_CHOWN"], environment: env)
+    #expect(kept?.keepCapabilities == ["net_bind_service", "CAP_CHOWN"])
     #expect(plain?.mode == .plainInit(command: ["sleep", "1"]) && plain?.serverType == .notTars)
   }
 }
@@ -267,5 +273,25 @@ struct RenderTests {
     var d = ServerDescriptor()
     d.profile = "<tars>\n<application>\n<server>\nx=a&b\n</server>\n</application>\n</tars>\n"
     #expect(throws: DescriptorError.self) { try ConfigRenderer(settings: Self.settings).render(d) }
+  }
+}
+
+@Suite("The README documents tarsnode")
+struct ReadmeTests {
+  /// The README promises every flag and environment variable; this keeps the promise when a flag
+  /// is added.
+  @Test func everyFlagAndVariableIsInTheReadme() throws {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
+    let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+    for line in NodeSettings.usage.split(separator: "\n") {
+      #expect(readme.contains(line.dropFirst(line.hasPrefix("    ") ? 4 : 0)), "README lacks: \(line)")
+    }
+    for variable in [
+      "ServerApp", "ServerName", "ServerType", "PodName", "PodIP", "Namespace", "TarsRegistry", "TarsLocator",
+      "TarsNotify", "TARS_NODE_SECRET_FILE", "NODE_AGENT_BIN", "NOTIFY_SOCKET", "LD_LIBRARY_PATH",
+    ] {
+      #expect(readme.contains("`\(variable)`"), "README lacks \(variable)")
+    }
   }
 }
