@@ -17,6 +17,7 @@ let package = Package(
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
   ],
   targets: [
     // The protocol core: codec, packets, framing, endpoints, config files, dispatch rules.
@@ -53,6 +54,20 @@ let package = Package(
       ],
       swiftSettings: strict),
     // The .tars IDL parser and Swift generator behind tars2swift.
+    // Kubernetes objects, selectors, patches, errors, the store interface and the informer:
+    // what the control plane's logic is written against.
+    .target(name: "TarsKube", dependencies: ["TarsProtocol"], swiftSettings: strict),
+    // The embedded store (SQLite through GRDB) with the API server's semantics.
+    .target(
+      name: "TarsEmbeddedStore", dependencies: ["TarsKube", .product(name: "GRDB", package: "GRDB.swift")],
+      swiftSettings: strict),
+    // The registry: QueryObj and RegistryObj from the store's pods and TServers.
+    .target(
+      name: "TarsRegistry",
+      dependencies: [
+        "TarsKube", "TarsFramework", "TarsNIO", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+      ], swiftSettings: strict),
     .target(name: "TarsIDL", swiftSettings: strict),
     .executableTarget(
       name: "tars2swift",
@@ -92,6 +107,15 @@ let package = Package(
         "TarsNodeCore", "TarsAuth", "TarsProtocol", "TarsFramework", "TarsRPC", "TarsCtlCore", "TarsTestSupport",
       ],
       swiftSettings: strict),
+    .testTarget(
+      name: "TarsStoreTests", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsTestSupport"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "TarsRegistryTests",
+      dependencies: [
+        "TarsRegistry", "TarsEmbeddedStore", "TarsKube", "TarsRPC", "TarsCtlCore", "TarsTestSupport",
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ], swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",

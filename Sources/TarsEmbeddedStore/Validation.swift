@@ -1,0 +1,31 @@
+import TarsKube
+
+/// The checks the API server makes on every write that the embedded store must make too, with
+/// its messages (422 Invalid, fixture 062).
+enum Validation {
+  static func check(_ resource: KubeResource, _ o: KubeObject) throws(StoreError) {
+    var causes: [String] = []
+    if o.name.isEmpty {
+      causes.append("metadata.name: Required value: name or generateName is required")
+    } else if !isDNSSubdomain(o.name) {
+      causes.append(
+        "metadata.name: Invalid value: \"\(o.name)\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+      )
+    }
+    if resource.namespaced && (o.namespace ?? "").isEmpty {
+      causes.append("metadata.namespace: Required value")
+    }
+    for key in o.labels.keys where !LabelSelector.isValidKey(key) {
+      causes.append("metadata.labels: Invalid value: \"\(key)\": name part must consist of alphanumeric characters")
+    }
+    guard causes.isEmpty else {
+      throw .invalid("\(resource.kind) \"\(o.name)\" is invalid: \(causes.joined(separator: ", "))")
+    }
+  }
+
+  static func isDNSSubdomain(_ s: String) -> Bool {
+    guard !s.isEmpty, s.count <= 253, let f = s.first, let l = s.last else { return false }
+    let ok: (Character) -> Bool = { $0.isASCII && ($0.isLowercase || $0.isNumber) }
+    return ok(f) && ok(l) && s.allSatisfy { ok($0) || $0 == "-" || $0 == "." }
+  }
+}

@@ -1,0 +1,299 @@
+import Foundation
+import Synchronization
+import TarsEmbeddedStore
+import TarsKube
+import TarsProtocol
+import Testing
+
+/// The stores the conformance suite runs on: the embedded store always; a real cluster when
+/// `TARS_TEST_KUBECONFIG` names a kubeconfig (see README, "Testing against a cluster").
+enum Stores {
+  static func embedded() throws -> EmbeddedStore { try EmbeddedStore(path: nil, bookmarkIntervalMs: 300) }
+}
+
+/// A namespace of the test's own, so runs on a shared cluster do not collide.
+func testNamespace(_ store: any ObjectStore) async throws -> String {
+  let name = "tars-test-\(UInt32.random(in: 0..<UInt32.max))"
+  _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: name))
+  return name
+}
+
+func pod(
+  _ name: String, _ ns: String,
+  labels: [String: String] = ["tars.io/ServerApp": "Test", "tars.io/ServerName": "HelloServer"]
+)
+  -> KubeObject
+{
+  KubeObject(
+    .pods, namespace: ns, name: name, labels: labels,
+    spec: .object([("containers", .array([.object([("name", .string("main")), ("image", .string("busybox"))])]))]))
+}
+
+/// Collects a watch's events (bookmarks aside) until `count` arrived or the time is up.
+func collect(_ stream: AsyncStream<WatchEvent>, count: Int, seconds: Double = 5) async -> [WatchEvent] {
+  let box = Mutex<[WatchEvent]>([])
+  let reader = Task {
+    for await e in stream {
+      if case .bookmark = e { continue }
+      let n = box.withLock {
+        $0.append(e)
+        return $0.count
+      }
+      if n >= count { return }
+    }
+  }
+  let deadline = ContinuousClock.now + .seconds(seconds)
+  while ContinuousClock.now < deadline, box.withLock({ $0.count }) < count {
+    try? await Task.sleep(for: .milliseconds(10))
+  }
+  reader.cancel()
+  return box.withLock { $0 }
+}
+
+@Suite("Store conformance (Kubernetes semantics)")
+struct ConformanceTests {
+  @Test func createGetListAndErrors() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    let created = try await store.create(.pods, pod("hello-0", ns))
+    #expect(!created.resourceVersion.isEmpty && !created.uid.isEmpty)
+    #expect(created.status?["phase"]?.stringValue == "Pending")
+    let got = try await store.get(.pods, namespace: ns, name: "hello-0")
+    #expect(got == created)
+    let again = await #expect(throws: StoreError.self) { try await store.create(.pods, pod("hello-0", ns)) }
+    #expect(again?.code == 409 && again?.reason == .alreadyExists)
+    let missing = await #expect(throws: StoreError.self) { try await store.get(.pods, namespace: ns, name: "nope") }
+    #expect(missing?.code == 404 && missing?.message == "pods \"nope\" not found")
+    let noNamespace = await #expect(throws: StoreError.self) { try await store.create(.pods, pod("x", "nope-ns")) }
+    #expect(noNamespace?.code == 404 && noNamespace?.message == "namespaces \"nope-ns\" not found")
+    let invalid = await #expect(throws: StoreError.self) { try await store.create(.pods, pod("Bad_Name", ns)) }
+    #expect(invalid?.code == 422)
+    let selector = await #expect(throws: StoreError.self) {
+      try await store.list(
+        .pods, namespace: ns, options: ListOptions(labelSelector: try LabelSelector(parsing: "a===b")))
+    }
+    #expect(selector == nil || selector?.code == 400)
+    #expect(throws: StoreError.self) { try LabelSelector(parsing: "tars.io/ServerApp===Test") }
+    let field = await #expect(throws: StoreError.self) {
+      try await store.list(.pods, namespace: ns, options: ListOptions(fieldSelector: "metadata.labels.foo=bar"))
+    }
+    #expect(field?.code == 400 && field?.message == "field label not supported: metadata.labels.foo")
+  }
+
+  @Test func paginationAndSelectors() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    for i in 0..<5 {
+      _ = try await store.create(.pods, pod("p-\(i)", ns, labels: ["app": i % 2 == 0 ? "even" : "odd"]))
+    }
+    var names: [String] = []
+    var token: String?
+    var pages = 0
+    var firstRV = ""
+    repeat {
+      let page = try await store.list(.pods, namespace: ns, options: ListOptions(limit: 2, continueToken: token))
+      if pages == 0 {
+        firstRV = page.resourceVersion
+        #expect(page.remainingItemCount == 3)
+      }
+      names += page.items.map(\.name)
+      token = page.continueToken
+      pages += 1
+    } while token != nil
+    #expect(names == ["p-0", "p-1", "p-2", "p-3", "p-4"] && pages == 3 && !firstRV.isEmpty)
+    let even = try await store.list(
+      .pods, namespace: ns, options: ListOptions(labelSelector: try LabelSelector(parsing: "app=even"), limit: 1))
+    #expect(even.items.map(\.name) == ["p-0"] && even.remainingItemCount == nil && even.continueToken != nil)
+    let notIn = try await store.list(
+      .pods, namespace: ns, options: ListOptions(labelSelector: try LabelSelector(parsing: "app notin (even)")))
+    #expect(notIn.items.map(\.name) == ["p-1", "p-3"])
+    let byName = try await store.list(.pods, namespace: ns, options: ListOptions(fieldSelector: "metadata.name=p-3"))
+    #expect(byName.items.map(\.name) == ["p-3"])
+  }
+
+  @Test func optimisticConcurrencyAndTheStatusSubresource() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    let ts = KubeObject(
+      .tservers, namespace: ns, name: "test-helloserver",
+      spec: .object([("app", .string("Test")), ("server", .string("HelloServer"))]))
+    let created = try await store.create(.tservers, ts)
+    #expect(created.generation == 1)
+    var stale = created
+    var fresh = created
+    fresh.json.set(["spec", "k8s"], .object([("replicas", .integer(3))]))
+    let updated = try await store.update(.tservers, fresh, status: false)
+    #expect(updated.generation == 2 && updated.resourceVersion != created.resourceVersion)
+    stale.json.set(["spec", "k8s"], .object([("replicas", .integer(5))]))
+    let conflict = await #expect(throws: StoreError.self) { try await store.update(.tservers, stale, status: false) }
+    #expect(conflict?.code == 409 && conflict?.reason == .conflict)
+    // Status through the main resource is ignored: no new version, no change.
+    let ignored = try await store.patch(
+      .tservers, namespace: ns, name: "test-helloserver",
+      .merge(.object([("status", .object([("readyReplicas", .integer(99))]))])),
+      status: false)
+    #expect(ignored.resourceVersion == updated.resourceVersion && ignored.status == nil)
+    let status = try await store.patch(
+      .tservers, namespace: ns, name: "test-helloserver",
+      .merge(.object([("status", .object([("readyReplicas", .integer(2))]))])),
+      status: true)
+    #expect(status.status?["readyReplicas"]?.intValue == 2 && status.generation == 2)
+    let smp = await #expect(throws: StoreError.self) {
+      try await store.patch(
+        .tservers, namespace: ns, name: "test-helloserver", .strategicMerge(.object([])), status: true)
+    }
+    #expect(smp?.code == 415)
+  }
+
+  @Test func podConditionsMergeByType() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    _ = try await store.create(.pods, pod("hello-0", ns))
+    func condition(_ type: String, _ status: String) -> Patch {
+      .strategicMerge(
+        .object([
+          (
+            "status",
+            .object([("conditions", .array([.object([("type", .string(type)), ("status", .string(status))])]))])
+          )
+        ]))
+    }
+    _ = try await store.patch(.pods, namespace: ns, name: "hello-0", condition("tars.io/active", "True"), status: true)
+    _ = try await store.patch(.pods, namespace: ns, name: "hello-0", condition("PodScheduled", "True"), status: true)
+    let flipped = try await store.patch(
+      .pods, namespace: ns, name: "hello-0", condition("tars.io/active", "False"), status: true)
+    let types = flipped.status?["conditions"]?.arrayValue?.compactMap { $0["type"]?.stringValue }
+    #expect(types == ["PodScheduled", "tars.io/active"])
+    #expect(flipped.condition("tars.io/active")?["status"]?.stringValue == "False")
+    // A merge patch replaces the list.
+    let replaced = try await store.patch(
+      .pods, namespace: ns, name: "hello-0",
+      .merge(
+        .object([
+          (
+            "status",
+            .object([
+              ("conditions", .array([.object([("type", .string("tars.io/active")), ("status", .string("True"))])]))
+            ])
+          )
+        ])), status: true)
+    #expect(replaced.status?["conditions"]?.arrayValue?.count == 1)
+    // JSON patch with a failing test is 422 and changes nothing.
+    let failed = await #expect(throws: StoreError.self) {
+      try await store.patch(
+        .pods, namespace: ns, name: "hello-0",
+        .json(
+          .array([
+            .object([
+              ("op", .string("test")), ("path", .string("/status/conditions/0/status")), ("value", .string("False")),
+            ])
+          ])), status: true)
+    }
+    #expect(failed?.code == 422)
+    // Labels removed with null (strategic merge).
+    let unlabelled = try await store.patch(
+      .pods, namespace: ns, name: "hello-0",
+      .strategicMerge(.object([("metadata", .object([("labels", .object([("tars.io/ServerName", .null)]))]))])),
+      status: false)
+    #expect(unlabelled.labels == ["tars.io/ServerApp": "Test"])
+  }
+
+  @Test func watchFromAVersionWithSelectorsAndDeletes() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    _ = try await store.create(.pods, pod("hello-0", ns))
+    let list = try await store.list(
+      .pods, namespace: ns,
+      options: ListOptions(labelSelector: try LabelSelector(parsing: "tars.io/ServerName=HelloServer")))
+    let stream = store.watch(
+      .pods, namespace: ns,
+      options: WatchOptions(
+        labelSelector: try LabelSelector(parsing: "tars.io/ServerName=HelloServer"),
+        resourceVersion: list.resourceVersion))
+    _ = try await store.create(.pods, pod("hello-1", ns))
+    let removeLabel = Patch.strategicMerge(
+      .object([("metadata", .object([("labels", .object([("tars.io/ServerName", .null)]))]))]))
+    let unlabelled = try await store.patch(.pods, namespace: ns, name: "hello-0", removeLabel, status: false)
+    _ = try await store.patch(
+      .pods, namespace: ns, name: "hello-0",
+      .strategicMerge(
+        .object([("metadata", .object([("labels", .object([("tars.io/ServerName", .string("HelloServer"))]))]))])),
+      status: false)
+    try await store.delete(.pods, namespace: ns, name: "hello-1")
+    // hello-1 ADDED; hello-0 DELETED (label gone) and ADDED (back); hello-1 MODIFIED (deletion
+    // timestamp) and DELETED — the API server's sequence (fixtures 020, 025).
+    let events = await collect(stream, count: 5)
+    #expect(
+      events.map(\.typeName) == ["ADDED", "DELETED", "ADDED", "MODIFIED", "DELETED"], "\(events.map(\.typeName))")
+    // Labels stopped matching: DELETED with the old state at the new version.
+    if events.count > 1, case .deleted(let o) = events[1] {
+      #expect(o.labels["tars.io/ServerName"] == "HelloServer" && o.resourceVersion == unlabelled.resourceVersion)
+    }
+    if events.count > 3, case .modified(let o) = events[3] { #expect(o.deletionTimestamp != nil) }
+  }
+
+  @Test func watchWithoutAVersionStartsWithTheCurrentObjects() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    _ = try await store.create(.pods, pod("hello-0", ns))
+    _ = try await store.create(.pods, pod("hello-1", ns))
+    let events = await collect(store.watch(.pods, namespace: ns, options: WatchOptions()), count: 2)
+    #expect(events.map(\.typeName) == ["ADDED", "ADDED"])
+  }
+
+  @Test func compactedVersionsAnswer410() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    let first = try await store.create(.pods, pod("hello-0", ns))
+    let page = try await store.list(.pods, namespace: ns, options: ListOptions(limit: 1))
+    _ = try await store.create(.pods, pod("hello-1", ns))
+    _ = try await store.create(.pods, pod("hello-2", ns))
+    try store.compact(upTo: Int64(first.resourceVersion)! + 1)
+    let events = await collect(
+      store.watch(.pods, namespace: ns, options: WatchOptions(resourceVersion: first.resourceVersion)), count: 1)
+    guard case .error(let e) = events.first else {
+      Issue.record("expected an ERROR event, got \(events)")
+      return
+    }
+    #expect(e.code == 410 && e.reason == .expired && e.message.hasPrefix("too old resource version"))
+    if let token = page.continueToken {
+      let expired = await #expect(throws: StoreError.self) {
+        try await store.list(.pods, namespace: ns, options: ListOptions(limit: 1, continueToken: token))
+      }
+      #expect(expired?.code == 410)
+    }
+  }
+
+  @Test func bookmarksComeOnceTheVersionMoves() async throws {
+    let store = try Stores.embedded()
+    let ns = try await testNamespace(store)
+    let created = try await store.create(.pods, pod("hello-0", ns))
+    let stream = store.watch(
+      .pods, namespace: ns,
+      options: WatchOptions(
+        labelSelector: try LabelSelector(parsing: "nothing=matches"), resourceVersion: created.resourceVersion,
+        timeoutSeconds: 2))
+    _ = try await store.create(.pods, pod("hello-1", ns))
+    var bookmarks: [String] = []
+    for await e in stream { if case .bookmark(let rv) = e { bookmarks.append(rv) } }
+    #expect(!bookmarks.isEmpty && bookmarks.allSatisfy { Int($0)! > Int(created.resourceVersion)! })
+  }
+
+  @Test func persistsAcrossReopen() async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("state.sqlite").path
+    var rv = ""
+    do {
+      let store = try EmbeddedStore(path: path)
+      let ns = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+      rv = try await store.create(.pods, pod("hello-0", ns.name)).resourceVersion
+    }
+    let reopened = try EmbeddedStore(path: path)
+    let got = try await reopened.get(.pods, namespace: "tars", name: "hello-0")
+    #expect(got.resourceVersion == rv)
+    let next = try await reopened.create(.pods, pod("hello-1", "tars"))
+    #expect(Int(next.resourceVersion)! > Int(rv)!)
+  }
+}
