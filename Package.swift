@@ -18,6 +18,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
   ],
   targets: [
     // The protocol core: codec, packets, framing, endpoints, config files, dispatch rules.
@@ -61,6 +64,15 @@ let package = Package(
     .target(
       name: "TarsEmbeddedStore", dependencies: ["TarsKube", .product(name: "GRDB", package: "GRDB.swift")],
       swiftSettings: strict),
+    // The real Kubernetes API as an ObjectStore (AsyncHTTPClient; kubeconfig through Yams).
+    .target(
+      name: "TarsKubeClient",
+      dependencies: [
+        "TarsKube", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Yams", package: "Yams"),
+      ], swiftSettings: strict),
     // The registry: QueryObj and RegistryObj from the store's pods and TServers.
     .target(
       name: "TarsRegistry",
@@ -108,12 +120,18 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(
-      name: "TarsStoreTests", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsTestSupport"],
+      name: "TarsStoreTests", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient", "TarsTestSupport"],
       swiftSettings: strict),
     .testTarget(
       name: "TarsRegistryTests",
       dependencies: [
         "TarsRegistry", "TarsEmbeddedStore", "TarsKube", "TarsRPC", "TarsCtlCore", "TarsTestSupport",
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ], swiftSettings: strict),
+    .testTarget(
+      name: "TarsKubeClientTests",
+      dependencies: [
+        "TarsKubeClient", "TarsKube", "TarsTestSupport", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),

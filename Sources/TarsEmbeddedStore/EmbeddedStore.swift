@@ -168,7 +168,7 @@ public final class EmbeddedStore: ObjectStore {
         guard
           try Int.fetchOne(
             db, sql: "SELECT 1 FROM objects WHERE resource = 'namespaces' AND name = ?", arguments: [ns]) != nil
-        else { throw StoreError(code: 404, reason: .notFound, message: "namespaces \"\(ns)\" not found") }
+        else { throw StoreError.notFound(.namespaces, ns) }
       }
       if try self.fetch(db, resource, result.namespace, result.name) != nil {
         throw StoreError.alreadyExists(resource, result.name)

@@ -19,7 +19,8 @@ enum Validation {
       causes.append("metadata.labels: Invalid value: \"\(key)\": name part must consist of alphanumeric characters")
     }
     guard causes.isEmpty else {
-      throw .invalid("\(resource.kind) \"\(o.name)\" is invalid: \(causes.joined(separator: ", "))")
+      let list = causes.count == 1 ? causes[0] : "[\(causes.joined(separator: ", "))]"
+      throw .invalid("\(resource.kind) \"\(o.name)\" is invalid: \(list)")
     }
   }
 

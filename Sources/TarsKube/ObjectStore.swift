@@ -30,11 +30,14 @@ public struct ListOptions: Sendable {
   public var continueToken: String?
   /// nil: the newest state.
   public var resourceVersion: String?
+  /// `Exact` or `NotOlderThan` (with `resourceVersion`).
+  public var resourceVersionMatch: String?
 
   public init(
     labelSelector: LabelSelector? = nil, fieldSelector: String? = nil, limit: Int? = nil, continueToken: String? = nil,
-    resourceVersion: String? = nil
+    resourceVersion: String? = nil, resourceVersionMatch: String? = nil
   ) {
+    self.resourceVersionMatch = resourceVersionMatch
     self.labelSelector = labelSelector
     self.fieldSelector = fieldSelector
     self.limit = limit

@@ -68,8 +68,13 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
     group: tarsGroup, version: tarsVersion, plural: "tframeworkconfigs", kind: "TFrameworkConfig",
     hasStatusSubresource: false, isCustom: true)
 
+  public static let customResourceDefinitions = KubeResource(
+    group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", kind: "CustomResourceDefinition",
+    namespaced: false)
+
   public static let all: [KubeResource] = [
-    .namespaces, .pods, .nodes, .services, .secrets, .configMaps, .events, .statefulSets, .daemonSets, .tservers,
+    .customResourceDefinitions, .namespaces, .pods, .nodes, .services, .secrets, .configMaps, .events, .statefulSets,
+    .daemonSets, .tservers,
     .ttemplates, .tconfigs, .tframeworkconfigs,
   ]
 }

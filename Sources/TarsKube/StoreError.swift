@@ -34,6 +34,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
   public var retryAfterSeconds: Int?
   /// The continue token a 410 on an expired continue hands out.
   public var continueToken: String?
+  /// `details` of the Status (`{name, group?, kind}` for NotFound, Conflict, AlreadyExists).
+  public var details: JSONValue?
 
   public init(
     code: Int, reason: Reason, message: String, retryAfterSeconds: Int? = nil, continueToken: String? = nil
@@ -47,18 +49,30 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 
   public var description: String { "\(code) \(reason.rawValue): \(message)" }
 
+  static func details(_ r: KubeResource, _ name: String) -> JSONValue {
+    var m: [(String, JSONValue)] = [("name", .string(name))]
+    if !r.group.isEmpty { m.append(("group", .string(r.group))) }
+    m.append(("kind", .string(r.plural)))
+    return .object(m)
+  }
   public static func notFound(_ r: KubeResource, _ name: String) -> StoreError {
-    StoreError(code: 404, reason: .notFound, message: "\(r.description) \"\(name)\" not found")
+    var e = StoreError(code: 404, reason: .notFound, message: "\(r.description) \"\(name)\" not found")
+    e.details = details(r, name)
+    return e
   }
   public static func alreadyExists(_ r: KubeResource, _ name: String) -> StoreError {
-    StoreError(code: 409, reason: .alreadyExists, message: "\(r.description) \"\(name)\" already exists")
+    var e = StoreError(code: 409, reason: .alreadyExists, message: "\(r.description) \"\(name)\" already exists")
+    e.details = details(r, name)
+    return e
   }
   public static func conflict(_ r: KubeResource, _ name: String) -> StoreError {
-    StoreError(
+    var e = StoreError(
       code: 409, reason: .conflict,
       message:
         "Operation cannot be fulfilled on \(r.description) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again"
     )
+    e.details = details(r, name)
+    return e
   }
   public static func expired(_ message: String) -> StoreError {
     StoreError(code: 410, reason: .expired, message: message)
@@ -111,6 +125,7 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     self.init(
       code: code, reason: reason, message: message, retryAfterSeconds: retry,
       continueToken: json?[path: ["metadata", "continue"]]?.stringValue)
+    details = json?["details"]
   }
 
   /// The `Status` object the API server would send.
@@ -120,7 +135,9 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
       ("metadata", continueToken.map { .object([("continue", .string($0))]) } ?? .object([])),
       ("status", .string("Failure")), ("message", .string(message)), ("reason", .string(reason.rawValue)),
     ]
-    if let retryAfterSeconds {
+    if let details {
+      m.append(("details", details))
+    } else if let retryAfterSeconds {
       m.append(("details", .object([("retryAfterSeconds", .integer(Int64(retryAfterSeconds)))])))
     }
     m.append(("code", .integer(Int64(code))))

@@ -2,11 +2,33 @@ import Foundation
 import Synchronization
 import TarsEmbeddedStore
 import TarsKube
+import TarsKubeClient
 import TarsProtocol
+import TarsTestSupport
 import Testing
 
 /// The stores the conformance suite runs on: the embedded store always; a real cluster when
-/// `TARS_TEST_KUBECONFIG` names a kubeconfig (see README, "Testing against a cluster").
+/// `TARS_TEST_KUBECONFIG` names a kubeconfig (see README, "Testing against a cluster"; the
+/// CRDs in deploy/crds must be applied there).
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case embedded, cluster
+  var testDescription: String { rawValue }
+
+  static var available: [StoreKind] {
+    ProcessInfo.processInfo.environment["TARS_TEST_KUBECONFIG"].map { !$0.isEmpty } == true
+      ? [.embedded, .cluster] : [.embedded]
+  }
+
+  func make() throws -> any ObjectStore {
+    switch self {
+    case .embedded: return try Stores.embedded()
+    case .cluster:
+      let path = ProcessInfo.processInfo.environment["TARS_TEST_KUBECONFIG"]!
+      return try KubeClient(config: try KubeConfig.load(kubeconfig: path))
+    }
+  }
+}
+
 enum Stores {
   static func embedded() throws -> EmbeddedStore { try EmbeddedStore(path: nil, bookmarkIntervalMs: 300) }
 }
@@ -52,8 +74,9 @@ func collect(_ stream: AsyncStream<WatchEvent>, count: Int, seconds: Double = 5)
 
 @Suite("Store conformance (Kubernetes semantics)")
 struct ConformanceTests {
-  @Test func createGetListAndErrors() async throws {
-    let store = try Stores.embedded()
+  @Test(arguments: StoreKind.available)
+  func createGetListAndErrors(_ kind: StoreKind) async throws {
+    let store = try kind.make()
     let ns = try await testNamespace(store)
     let created = try await store.create(.pods, pod("hello-0", ns))
     #expect(!created.resourceVersion.isEmpty && !created.uid.isEmpty)
@@ -80,8 +103,9 @@ struct ConformanceTests {
     #expect(field?.code == 400 && field?.message == "field label not supported: metadata.labels.foo")
   }
 
-  @Test func paginationAndSelectors() async throws {
-    let store = try Stores.embedded()
+  @Test(arguments: StoreKind.available)
+  func paginationAndSelectors(_ kind: StoreKind) async throws {
+    let store = try kind.make()
     let ns = try await testNamespace(store)
     for i in 0..<5 {
       _ = try await store.create(.pods, pod("p-\(i)", ns, labels: ["app": i % 2 == 0 ? "even" : "odd"]))
@@ -111,8 +135,9 @@ struct ConformanceTests {
     #expect(byName.items.map(\.name) == ["p-3"])
   }
 
-  @Test func optimisticConcurrencyAndTheStatusSubresource() async throws {
-    let store = try Stores.embedded()
+  @Test(arguments: StoreKind.available)
+  func optimisticConcurrencyAndTheStatusSubresource(_ kind: StoreKind) async throws {
+    let store = try kind.make()
     let ns = try await testNamespace(store)
     let ts = KubeObject(
       .tservers, namespace: ns, name: "test-helloserver",
@@ -145,8 +170,9 @@ struct ConformanceTests {
     #expect(smp?.code == 415)
   }
 
-  @Test func podConditionsMergeByType() async throws {
-    let store = try Stores.embedded()
+  @Test(arguments: StoreKind.available)
+  func podConditionsMergeByType(_ kind: StoreKind) async throws {
+    let store = try kind.make()
     let ns = try await testNamespace(store)
     _ = try await store.create(.pods, pod("hello-0", ns))
     func condition(_ type: String, _ status: String) -> Patch {
@@ -198,8 +224,9 @@ struct ConformanceTests {
     #expect(unlabelled.labels == ["tars.io/ServerApp": "Test"])
   }
 
-  @Test func watchFromAVersionWithSelectorsAndDeletes() async throws {
-    let store = try Stores.embedded()
+  @Test(arguments: StoreKind.available)
+  func watchFromAVersionWithSelectorsAndDeletes(_ kind: StoreKind) async throws {
+    let store = try kind.make()
     let ns = try await testNamespace(store)
     _ = try await store.create(.pods, pod("hello-0", ns))
     let list = try await store.list(
@@ -232,8 +259,9 @@ struct ConformanceTests {
     if events.count > 3, case .modified(let o) = events[3] { #expect(o.deletionTimestamp != nil) }
   }
 
-  @Test func watchWithoutAVersionStartsWithTheCurrentObjects() async throws {
-    let store = try Stores.embedded()
+  @Test(arguments: StoreKind.available)
+  func watchWithoutAVersionStartsWithTheCurrentObjects(_ kind: StoreKind) async throws {
+    let store = try kind.make()
     let ns = try await testNamespace(store)
     _ = try await store.create(.pods, pod("hello-0", ns))
     _ = try await store.create(.pods, pod("hello-1", ns))
@@ -295,5 +323,43 @@ struct ConformanceTests {
     #expect(got.resourceVersion == rv)
     let next = try await reopened.create(.pods, pod("hello-1", "tars"))
     #expect(Int(next.resourceVersion)! > Int(rv)!)
+  }
+}
+
+@Suite("The embedded store's errors are the API server's", .enabled(if: Fixtures.sharedIsPresent))
+struct EmbeddedErrorTests {
+  func recorded(_ folder: String) throws -> JSONValue {
+    try JSONValue(bytes: Array(try Data(contentsOf: Fixtures.url("fixtures/kube/\(folder)/response.body"))))
+  }
+
+  @Test func statusBodiesMatchTheRecordedOnes() async throws {
+    let store = try Stores.embedded()
+    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+    let created = try await store.create(.pods, pod("test-helloserver-0", "tars"))
+    _ = try await store.patch(
+      .pods, namespace: "tars", name: "test-helloserver-0",
+      .merge(.object([("metadata", .object([("labels", .object([("x", .string("y"))]))]))])), status: false)
+    let cases: [(String, () async throws -> Void)] = [
+      ("060_get_pod_missing_404", { _ = try await store.get(.pods, namespace: "tars", name: "no-such-pod") }),
+      ("063_post_pod_already_exists_409", { _ = try await store.create(.pods, pod("test-helloserver-0", "tars")) }),
+      ("061_put_pod_stale_rv_409", { _ = try await store.update(.pods, created, status: false) }),
+      ("074_post_pod_missing_namespace_404", { _ = try await store.create(.pods, pod("x", "nope")) }),
+      (
+        "134_list_pods_bad_field_selector_400",
+        {
+          _ = try await store.list(
+            .pods, namespace: "tars", options: ListOptions(fieldSelector: "metadata.labels.foo=bar"))
+        }
+      ),
+      ("073_delete_missing_pod_404", { try await store.delete(.pods, namespace: "tars", name: "no-such-pod") }),
+    ]
+    for (folder, call) in cases {
+      do {
+        try await call()
+        Issue.record("\(folder): no error")
+      } catch let e as StoreError {
+        #expect(e.status == (try recorded(folder)), "\(folder): \(e.status.text)")
+      }
+    }
   }
 }
