@@ -13,6 +13,7 @@ let package = Package(
     .library(name: "TarsNIO", targets: ["TarsNIO"]),
     .executable(name: "tarsctl", targets: ["tarsctl"]),
     .executable(name: "tars2swift", targets: ["tars2swift"]),
+    .executable(name: "tars-controlplane", targets: ["tars-controlplane"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -80,6 +81,16 @@ let package = Package(
         "TarsKube", "TarsFramework", "TarsNIO", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
+    // What the control plane's subcommands share: choosing the store, waiting for SIGTERM.
+    .target(
+      name: "TarsControlPlaneCore", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient"],
+      swiftSettings: strict),
+    .executableTarget(
+      name: "tars-controlplane",
+      dependencies: [
+        "TarsControlPlaneCore", "TarsRegistry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ], path: "Sources/ControlPlane", swiftSettings: strict),
     .target(name: "TarsIDL", swiftSettings: strict),
     .executableTarget(
       name: "tars2swift",
@@ -126,7 +137,7 @@ let package = Package(
       name: "TarsRegistryTests",
       dependencies: [
         "TarsRegistry", "TarsEmbeddedStore", "TarsKube", "TarsRPC", "TarsCtlCore", "TarsTestSupport",
-        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
     .testTarget(
       name: "TarsKubeClientTests",

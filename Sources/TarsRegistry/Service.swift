@@ -26,15 +26,17 @@ public final class RegistryService: Sendable {
 
   public let view: RegistryView
   public let patcher: StatePatcher
+  let store: any ObjectStore
   public let query: TarsNIOServer
   public let registry: TarsNIOServer
   public let metricsChannel: (any Channel)?
   let task: Task<Void, Never>
 
   init(
-    view: RegistryView, patcher: StatePatcher, query: TarsNIOServer, registry: TarsNIOServer,
+    store: any ObjectStore, view: RegistryView, patcher: StatePatcher, query: TarsNIOServer, registry: TarsNIOServer,
     metricsChannel: (any Channel)?, task: Task<Void, Never>
   ) {
+    self.store = store
     self.view = view
     self.patcher = patcher
     self.query = query
@@ -72,10 +74,40 @@ public final class RegistryService: Sendable {
         }
       }
       return RegistryService(
-        view: view, patcher: patcher, query: query, registry: registry, metricsChannel: metrics, task: task)
+        store: store, view: view, patcher: patcher, query: query, registry: registry, metricsChannel: metrics, task: task)
     } catch {
       task.cancel()
       throw error
+    }
+  }
+
+  /// Marks the registry's own pod Active (its readiness gate), as K8SFramework's registry does:
+  /// three tries, two seconds apart.
+  public func activateOwnPod(_ pod: String, log: @Sendable (String) -> Void) async {
+    let patch = Patch.strategicMerge(
+      .object([
+        (
+          "status",
+          .object([
+            (
+              "conditions",
+              .array([
+                .object([
+                  ("type", .string("tars.io/active")), ("status", .string("True")), ("reason", .string("Active/Active")),
+                ])
+              ])
+            )
+          ])
+        )
+      ]))
+    for attempt in 1...3 {
+      do throws(StoreError) {
+        _ = try await store.patch(.pods, namespace: view.options.namespace, name: pod, patch, status: true)
+        return
+      } catch {
+        log("registry: cannot mark its own pod \(pod) active (try \(attempt) of 3): \(error)")
+        try? await Task.sleep(for: .seconds(2))
+      }
     }
   }
 

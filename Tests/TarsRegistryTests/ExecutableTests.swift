@@ -1,0 +1,71 @@
+import Foundation
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+import TarsEmbeddedStore
+import TarsKube
+import TarsTestSupport
+import Testing
+
+@Suite("tars-controlplane registry, the executable")
+struct ExecutableTests {
+  @Test func servesAStoreFileAnswersTarsctlExposesMetricsAndStopsOnSIGTERM() async throws {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("registry-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let path = dir.appendingPathComponent("state.sqlite").path
+    do {
+      // The state the one-machine control plane would have left.
+      let store = try EmbeddedStore(path: path)
+      _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+      _ = try await store.create(.tservers, RegistryFixture.tserver(app: "Test", server: "HelloServer", port: 20001))
+      _ = try await store.create(
+        .pods,
+        KubeObject(
+          .pods, namespace: "tars", name: "test-helloserver-0",
+          labels: ["tars.io/ServerApp": "Test", "tars.io/ServerName": "HelloServer"],
+          status: .object([
+            ("podIP", .string("127.0.0.9")),
+            ("conditions", .array([.object([("type", .string("tars.io/active")), ("status", .string("True"))])])),
+          ])))
+    }
+    let (query, registry, metrics) = (freePort(), freePort(), freePort())
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: Tool.path("tars-controlplane"))
+    p.arguments = [
+      "registry", "--store", path, "--namespace", "tars", "--bind", "127.0.0.1", "--query-port", "\(query)",
+      "--registry-port", "\(registry)", "--metrics-port", "\(metrics)",
+    ]
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    defer { if p.isRunning { p.terminate() } }
+
+    #expect(
+      await eventually(10) {
+        let r = try Tool.run(
+          "tarsctl", ["query", "--locator", "tcp -h 127.0.0.1 -p \(query)", "Test.HelloServer.HelloObj"])
+        return r.status == 0 && r.stdout.contains("127.0.0.9")
+      })
+    let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metrics)/metrics")!)
+    #expect((response as? HTTPURLResponse)?.statusCode == 200)
+    let text = String(decoding: body, as: UTF8.self)
+    #expect(text.contains("# TYPE tars_registry_lookups_total counter") && text.contains("tars_registry_servers 1"), "\(text)")
+    let (_, health) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metrics)/healthz")!)
+    #expect((health as? HTTPURLResponse)?.statusCode == 200)
+
+    kill(p.processIdentifier, SIGTERM)
+    let deadline = Date().addingTimeInterval(5)
+    while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    #expect(!p.isRunning && p.terminationStatus == 0)
+    let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    #expect(log.contains("registry: namespace tars on embedded store") && log.contains("stopping (signal 15)"), "\(log)")
+  }
+
+  @Test func badFlagsSayWhatIsWrong() throws {
+    let r = try Tool.run("tars-controlplane", ["registry", "--store", "/tmp/x.sqlite", "--host-style", "fancy"])
+    #expect(r.status != 0 && r.stderr.contains("--host-style must be ip or dns"), "\(r)")
+    let both = try Tool.run("tars-controlplane", ["registry", "--store", "/tmp/x.sqlite", "--kubeconfig", "/nope"])
+    #expect(both.status != 0 && both.stderr.contains("use --store or --kubeconfig, not both"), "\(both)")
+  }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import TarsKube
+import TarsRegistry
+import TarsTestSupport
+import Testing
+import Yams
+
+@Suite("deploy/ manifests")
+struct ManifestTests {
+  static let deploy = Fixtures.repositoryRoot.appendingPathComponent("deploy")
+
+  func documents(_ path: String) throws -> [[String: Any]] {
+    let text = try String(contentsOf: Self.deploy.appendingPathComponent(path), encoding: .utf8)
+    return try Yams.load_all(yaml: text).compactMap { $0 as? [String: Any] }
+  }
+
+  /// Every schema node says its type (a structural schema, which the API server requires).
+  func structural(_ node: [String: Any], at path: String, problems: inout [String]) {
+    if node["type"] == nil { problems.append("\(path) has no type") }
+    for (name, child) in node["properties"] as? [String: Any] ?? [:] {
+      if let c = child as? [String: Any] { structural(c, at: "\(path).\(name)", problems: &problems) }
+    }
+    if let items = node["items"] as? [String: Any] { structural(items, at: "\(path)[]", problems: &problems) }
+    if let more = node["additionalProperties"] as? [String: Any] { structural(more, at: "\(path){}", problems: &problems) }
+  }
+
+  @Test(arguments: [KubeResource.tservers, .ttemplates, .tconfigs, .tframeworkconfigs])
+  func crdsMatchTheResourcesTheCodeUses(_ r: KubeResource) throws {
+    let crd = try #require(try documents("crds/\(r.plural).yaml").first)
+    let spec = try #require(crd["spec"] as? [String: Any])
+    let names = try #require(spec["names"] as? [String: Any])
+    #expect(spec["group"] as? String == r.group && names["plural"] as? String == r.plural && names["kind"] as? String == r.kind)
+    let version = try #require((spec["versions"] as? [[String: Any]])?.first)
+    #expect(version["name"] as? String == r.version)
+    #expect(((version["subresources"] as? [String: Any])?["status"] != nil) == r.hasStatusSubresource)
+    let schema = try #require((version["schema"] as? [String: Any])?["openAPIV3Schema"] as? [String: Any])
+    var problems: [String] = []
+    structural(schema, at: r.kind, problems: &problems)
+    #expect(problems.isEmpty, "\(problems)")
+  }
+
+  @Test func tserverKeepsK8SFrameworksFieldNames() throws {
+    let crd = try #require(try documents("crds/tservers.yaml").first)
+    let version = try #require(((crd["spec"] as? [String: Any])?["versions"] as? [[String: Any]])?.first)
+    let schema = try #require((version["schema"] as? [String: Any])?["openAPIV3Schema"] as? [String: Any])
+    let spec = try #require((schema["properties"] as? [String: Any])?["spec"] as? [String: Any])
+    let fields = Set((spec["properties"] as? [String: Any] ?? [:]).keys)
+    #expect(fields == ["app", "server", "subType", "important", "tars", "normal", "k8s", "release"])
+    let tars = try #require((spec["properties"] as? [String: Any])?["tars"] as? [String: Any])
+    let servant = try #require(
+      (((tars["properties"] as? [String: Any])?["servants"] as? [String: Any])?["items"] as? [String: Any])?["properties"]
+        as? [String: Any])
+    #expect(Set(servant.keys) == ["name", "port", "thread", "capacity", "connection", "timeout", "isTars", "isTcp"])
+  }
+
+  @Test func theRegistryRoleGrantsWhatItUsesAndNothingElse() throws {
+    let docs = try documents("registry/rbac.yaml")
+    let role = try #require(docs.first { $0["kind"] as? String == "Role" })
+    var granted: Set<String> = []
+    for rule in role["rules"] as? [[String: Any]] ?? [] {
+      for group in rule["apiGroups"] as? [String] ?? [] {
+        for resource in rule["resources"] as? [String] ?? [] {
+          for verb in rule["verbs"] as? [String] ?? [] { granted.insert("\(group)/\(resource):\(verb)") }
+        }
+      }
+    }
+    // What RegistryView watches and StatePatcher/activateOwnPod patch.
+    var needed: Set<String> = ["/pods/status:patch"]
+    for r in [KubeResource.pods, .tservers, .ttemplates, .tframeworkconfigs] {
+      for verb in ["get", "list", "watch"] { needed.insert("\(r.group)/\(r.plural):\(verb)") }
+    }
+    #expect(granted == needed, "extra: \(granted.subtracting(needed)), missing: \(needed.subtracting(granted))")
+    #expect(!docs.contains { $0["kind"] as? String == "ClusterRole" })
+  }
+
+  @Test func theRegistryRunsUnprivileged() throws {
+    let deployment = try #require(try documents("registry/registry.yaml").first { $0["kind"] as? String == "Deployment" })
+    let pod = try #require(((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    #expect((pod["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
+    let container = try #require((pod["containers"] as? [[String: Any]])?.first)
+    let sc = try #require(container["securityContext"] as? [String: Any])
+    #expect(sc["allowPrivilegeEscalation"] as? Bool == false && sc["readOnlyRootFilesystem"] as? Bool == true)
+    #expect((sc["capabilities"] as? [String: Any])?["drop"] as? [String] == ["ALL"])
+  }
+}
