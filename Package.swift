@@ -108,7 +108,8 @@ let package = Package(
     .executableTarget(
       name: "tars-bench",
       dependencies: [
-        "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", .product(name: "NIOPosix", package: "swift-nio"),
+        "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsRegistry", "TarsEmbeddedStore", "TarsKube",
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       path: "Benchmarks/TarsBench", swiftSettings: strict),
 

@@ -163,3 +163,4 @@ func rpc() async throws {
 let what = CommandLine.arguments.dropFirst().first ?? "all"
 if what == "codec" || what == "all" { codec() }
 if what == "rpc" || what == "all" { try await rpc() }
+if what == "registry" || what == "all" { try await registry() }

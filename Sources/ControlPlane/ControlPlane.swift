@@ -22,7 +22,9 @@ struct StoreFlags: ParsableArguments {
   @Option(name: .customLong("context"), help: "The kubeconfig context (default: its current-context).")
   var context: String?
 
-  @Option(name: .customLong("namespace"), help: "The namespace of the Tars servers (default: $Namespace, the context's, or tars).")
+  @Option(
+    name: .customLong("namespace"),
+    help: "The namespace of the Tars servers (default: $Namespace, the context's, or tars).")
   var namespace: String?
 
   var selection: StoreSelection { StoreSelection(embeddedPath: store, kubeconfig: kubeconfig, context: context) }
@@ -78,4 +80,3 @@ struct RegistryCommand: AsyncParsableCommand {
     await opened.close()
   }
 }
-

@@ -35,7 +35,9 @@ public struct StoreSelection: Sendable {
     if let path = embeddedPath {
       if kubeconfig != nil { throw SelectionError(description: "use --store or --kubeconfig, not both") }
       let directory = (path as NSString).deletingLastPathComponent
-      if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+      if !directory.isEmpty {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+      }
       return Opened(
         store: try EmbeddedStore(path: path), namespace: nil, description: "embedded store \(path)", client: nil)
     }
@@ -45,12 +47,14 @@ public struct StoreSelection: Sendable {
     } else if let env = ProcessInfo.processInfo.environment["KUBECONFIG"], !env.isEmpty,
       ProcessInfo.processInfo.environment["KUBERNETES_SERVICE_HOST"] == nil
     {
-      config = try KubeConfig.load(kubeconfig: env.split(separator: ":").first.map(String.init) ?? env, context: context)
+      config = try KubeConfig.load(
+        kubeconfig: env.split(separator: ":").first.map(String.init) ?? env, context: context)
     } else {
       config = try KubeConfig.inCluster()
     }
     let client = try KubeClient(config: config)
-    return Opened(store: client, namespace: config.namespace, description: "Kubernetes API \(config.server)", client: client)
+    return Opened(
+      store: client, namespace: config.namespace, description: "Kubernetes API \(config.server)", client: client)
   }
 }
 

@@ -74,7 +74,8 @@ public final class RegistryService: Sendable {
         }
       }
       return RegistryService(
-        store: store, view: view, patcher: patcher, query: query, registry: registry, metricsChannel: metrics, task: task)
+        store: store, view: view, patcher: patcher, query: query, registry: registry, metricsChannel: metrics,
+        task: task)
     } catch {
       task.cancel()
       throw error
@@ -93,7 +94,8 @@ public final class RegistryService: Sendable {
               "conditions",
               .array([
                 .object([
-                  ("type", .string("tars.io/active")), ("status", .string("True")), ("reason", .string("Active/Active")),
+                  ("type", .string("tars.io/active")), ("status", .string("True")),
+                  ("reason", .string("Active/Active")),
                 ])
               ])
             )

@@ -1,11 +1,12 @@
 import Foundation
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
 import TarsEmbeddedStore
 import TarsKube
 import TarsTestSupport
 import Testing
+
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
 
 @Suite("tars-controlplane registry, the executable")
 struct ExecutableTests {
@@ -50,7 +51,9 @@ struct ExecutableTests {
     let (body, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metrics)/metrics")!)
     #expect((response as? HTTPURLResponse)?.statusCode == 200)
     let text = String(decoding: body, as: UTF8.self)
-    #expect(text.contains("# TYPE tars_registry_lookups_total counter") && text.contains("tars_registry_servers 1"), "\(text)")
+    #expect(
+      text.contains("# TYPE tars_registry_lookups_total counter") && text.contains("tars_registry_servers 1"), "\(text)"
+    )
     let (_, health) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metrics)/healthz")!)
     #expect((health as? HTTPURLResponse)?.statusCode == 200)
 
@@ -59,7 +62,8 @@ struct ExecutableTests {
     while p.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
     #expect(!p.isRunning && p.terminationStatus == 0)
     let log = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    #expect(log.contains("registry: namespace tars on embedded store") && log.contains("stopping (signal 15)"), "\(log)")
+    #expect(
+      log.contains("registry: namespace tars on embedded store") && log.contains("stopping (signal 15)"), "\(log)")
   }
 
   @Test func badFlagsSayWhatIsWrong() throws {

@@ -21,7 +21,9 @@ struct ManifestTests {
       if let c = child as? [String: Any] { structural(c, at: "\(path).\(name)", problems: &problems) }
     }
     if let items = node["items"] as? [String: Any] { structural(items, at: "\(path)[]", problems: &problems) }
-    if let more = node["additionalProperties"] as? [String: Any] { structural(more, at: "\(path){}", problems: &problems) }
+    if let more = node["additionalProperties"] as? [String: Any] {
+      structural(more, at: "\(path){}", problems: &problems)
+    }
   }
 
   @Test(arguments: [KubeResource.tservers, .ttemplates, .tconfigs, .tframeworkconfigs])
@@ -29,7 +31,9 @@ struct ManifestTests {
     let crd = try #require(try documents("crds/\(r.plural).yaml").first)
     let spec = try #require(crd["spec"] as? [String: Any])
     let names = try #require(spec["names"] as? [String: Any])
-    #expect(spec["group"] as? String == r.group && names["plural"] as? String == r.plural && names["kind"] as? String == r.kind)
+    #expect(
+      spec["group"] as? String == r.group && names["plural"] as? String == r.plural
+        && names["kind"] as? String == r.kind)
     let version = try #require((spec["versions"] as? [[String: Any]])?.first)
     #expect(version["name"] as? String == r.version)
     #expect(((version["subresources"] as? [String: Any])?["status"] != nil) == r.hasStatusSubresource)
@@ -48,7 +52,8 @@ struct ManifestTests {
     #expect(fields == ["app", "server", "subType", "important", "tars", "normal", "k8s", "release"])
     let tars = try #require((spec["properties"] as? [String: Any])?["tars"] as? [String: Any])
     let servant = try #require(
-      (((tars["properties"] as? [String: Any])?["servants"] as? [String: Any])?["items"] as? [String: Any])?["properties"]
+      (((tars["properties"] as? [String: Any])?["servants"] as? [String: Any])?["items"] as? [String: Any])?[
+        "properties"]
         as? [String: Any])
     #expect(Set(servant.keys) == ["name", "port", "thread", "capacity", "connection", "timeout", "isTars", "isTcp"])
   }
@@ -74,8 +79,10 @@ struct ManifestTests {
   }
 
   @Test func theRegistryRunsUnprivileged() throws {
-    let deployment = try #require(try documents("registry/registry.yaml").first { $0["kind"] as? String == "Deployment" })
-    let pod = try #require(((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    let deployment = try #require(
+      try documents("registry/registry.yaml").first { $0["kind"] as? String == "Deployment" })
+    let pod = try #require(
+      ((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
     #expect((pod["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
     let container = try #require((pod["containers"] as? [[String: Any]])?.first)
     let sc = try #require(container["securityContext"] as? [String: Any])
