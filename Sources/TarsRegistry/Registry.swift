@@ -42,6 +42,8 @@ public final class RegistryView: Sendable {
   public let frameworkConfigs: Informer
   public let metrics: RegistryMetrics
   let table = Mutex(Snapshot())
+  let answers = Mutex<(version: Int, bytes: [String: [UInt8]])>((0, [:]))
+  let decoded = Mutex<(pods: [String: (String, PodView?)], servers: [String: (String, ServerSpec?)])>(([:], [:]))
   let rebuildPending = Atomic<Bool>(false)
 
   struct Snapshot {
@@ -101,8 +103,27 @@ public final class RegistryView: Sendable {
   }
 
   public func rebuild() {
-    let specs = servers.objects.values.compactMap(ServerSpec.init)
-    let views = pods.objects.values.compactMap(PodView.init)
+    // Objects whose resourceVersion did not change are not decoded again.
+    let (specs, views) = decoded.withLock { cache -> ([ServerSpec], [PodView]) in
+      var nextPods: [String: (String, PodView?)] = [:]
+      var views: [PodView] = []
+      for (key, o) in pods.objects {
+        let view: PodView?
+        if let hit = cache.pods[key], hit.0 == o.resourceVersion { view = hit.1 } else { view = PodView(o) }
+        nextPods[key] = (o.resourceVersion, view)
+        if let view { views.append(view) }
+      }
+      var nextServers: [String: (String, ServerSpec?)] = [:]
+      var specs: [ServerSpec] = []
+      for (key, o) in servers.objects {
+        let spec: ServerSpec?
+        if let hit = cache.servers[key], hit.0 == o.resourceVersion { spec = hit.1 } else { spec = ServerSpec(o) }
+        nextServers[key] = (o.resourceVersion, spec)
+        if let spec { specs.append(spec) }
+      }
+      cache = (nextPods, nextServers)
+      return (specs, views)
+    }
     let endpoints = EndpointTable(servers: specs, pods: views, hostStyle: options.hostStyle)
     let chain = UpChain(frameworkConfig: frameworkConfigs.object(namespace: options.namespace, name: "tars-framework"))
     table.withLock {
@@ -120,11 +141,38 @@ public final class RegistryView: Sendable {
   /// The registry's answer for `id`: builtins, then TServers, then the upChain.
   public func lookup(_ id: String) -> EndpointLists {
     metrics.lookups.add(1, ordering: .relaxed)
-    if let own = options.builtins[id] { return EndpointLists(active: own) }
-    return table.withLock { t in
-      if let found = t.endpoints.lookup(id) { return found }
-      return EndpointLists(active: t.upChain.lookup(id))
+    return resolve(id).0
+  }
+
+  /// The answer, whether it came from the builtins or a TServer (not the upChain), and the
+  /// table version it was read from.
+  func resolve(_ id: String) -> (EndpointLists, Bool, Int) {
+    table.withLock { t in
+      if let own = options.builtins[id] { return (EndpointLists(active: own), true, t.version) }
+      if let found = t.endpoints.lookup(id) { return (found, true, t.version) }
+      return (EndpointLists(active: t.upChain.lookup(id)), false, t.version)
     }
+  }
+
+  /// The encoded result of a lookup (`findObjectById`'s vector, or the active/inactive
+  /// out-parameters the other lookups share), kept per table version for the ids the table or
+  /// the builtins know — a bounded set — and encoded afresh for anything else.
+  public func encodedLookup(_ id: String, activeOnly: Bool) -> [UInt8] {
+    metrics.lookups.add(1, ordering: .relaxed)
+    let key = activeOnly ? "1" + id : "2" + id
+    if let cached = answers.withLock({ $0.version == tableVersion ? $0.bytes[key] : nil }) { return cached }
+    let (lists, known, version) = resolve(id)
+    let bytes =
+      activeOnly
+      ? QueryF.FindObjectById.Result(ret: lists.active).tarsBytes()
+      : QueryF.FindObjectByIdInSameGroup.Result(ret: 0, activeEp: lists.active, inactiveEp: lists.inactive).tarsBytes()
+    if known {
+      answers.withLock {
+        if $0.version != version || $0.bytes.count > 100_000 { $0 = (version, [:]) }
+        $0.bytes[key] = bytes
+      }
+    }
+    return bytes
   }
 
   /// The TServer of `app`/`server`, for getServerDescriptor.

@@ -52,6 +52,31 @@ public final class QueryServant: QueryFServant, Sendable {
   public func getLocker(req: GetMasterSlaveLock, current: TarsCurrent) throws -> Int32 { -1 }
 }
 
+/// QueryObj's fast path: the lookups every proxy makes answer with bytes encoded once per
+/// table version and id; everything else goes to `QueryServant`'s generated dispatch.
+public final class QueryDispatcher: TarsDispatcher, Sendable {
+  let servant: QueryServant
+
+  public init(view: RegistryView) { servant = QueryServant(view: view) }
+
+  public func tarsDispatch(function: String, arguments: [UInt8], current: TarsCurrent) throws -> TarsDispatchOutcome {
+    let activeOnly: Bool
+    switch function {
+    case "findObjectById": activeOnly = true
+    case "findObjectById4Any", "findObjectById4All", "findObjectByIdInSameGroup": activeOnly = false
+    default: return try servant.tarsDispatch(function: function, arguments: arguments, current: current)
+    }
+    var reader = TarsReader(arguments)
+    let id: String
+    do throws(TarsDecodeError) {
+      id = try reader.read(tag: 1)
+    } catch {
+      return .badArguments(error)
+    }
+    return .reply(servant.view.encodedLookup(id, activeOnly: activeOnly))
+  }
+}
+
 /// `tars.tarsregistry.RegistryObj`: what tarsnode calls. `getServerDescriptor` from the TServer
 /// and its template chain; `updateServerState` queued for the pod's condition, answered at once.
 public final class RegistryServantImpl: RegistryServant, Sendable {

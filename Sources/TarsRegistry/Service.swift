@@ -59,7 +59,7 @@ public final class RegistryService: Sendable {
     do {
       let query = try await TarsNIOServer.start(
         endpoint: TarsEndpoint(host: c.bindHost, port: c.queryPort, timeout: 60000),
-        servants: ["tars.tarsregistry.QueryObj": QueryServant(view: view)], group: group)
+        servants: ["tars.tarsregistry.QueryObj": QueryDispatcher(view: view)], group: group)
       let registry = try await TarsNIOServer.start(
         endpoint: TarsEndpoint(host: c.bindHost, port: c.registryPort, timeout: 60000),
         servants: ["tars.tarsregistry.RegistryObj": RegistryServantImpl(view: view, patcher: patcher)], group: group)
