@@ -43,7 +43,7 @@ struct ExecutableTests {
     defer { if p.isRunning { p.terminate() } }
 
     #expect(
-      await eventually(10) {
+      await eventually(30) {
         let r = try Tool.run(
           "tarsctl", ["query", "--locator", "tcp -h 127.0.0.1 -p \(query)", "Test.HelloServer.HelloObj"])
         return r.status == 0 && r.stdout.contains("127.0.0.9")

@@ -138,7 +138,7 @@ struct OutageTests {
 
     // Catches up: the new pod, and the queued Deactivating report written and seen.
     #expect(
-      await eventually(10) {
+      await eventually(30) {
         let l = view.lookup("Test.HelloServer.HelloObj")
         return l.active.map(\.host).sorted() == ["10.0.0.1", "10.0.0.3"] && l.inactive.map(\.host) == ["10.0.0.2"]
       }, "\(view.lookup("Test.HelloServer.HelloObj"))")

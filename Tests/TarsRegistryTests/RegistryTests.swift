@@ -108,7 +108,7 @@ struct RegistryFixture {
   }
 }
 
-func eventually(_ seconds: Double = 5, _ condition: () async throws -> Bool) async -> Bool {
+func eventually(_ seconds: Double = 15, _ condition: () async throws -> Bool) async -> Bool {
   let deadline = Date().addingTimeInterval(seconds)
   while Date() < deadline {
     if (try? await condition()) == true { return true }

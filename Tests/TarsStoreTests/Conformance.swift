@@ -33,11 +33,16 @@ enum Stores {
   static func embedded() throws -> EmbeddedStore { try EmbeddedStore(path: nil, bookmarkIntervalMs: 300) }
 }
 
-/// A namespace of the test's own, so runs on a shared cluster do not collide.
+/// A namespace of the test's own, so runs on a shared cluster do not collide; deleted (with
+/// everything in it) when the test ends.
 func testNamespace(_ store: any ObjectStore) async throws -> String {
   let name = "tars-test-\(UInt32.random(in: 0..<UInt32.max))"
   _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: name))
   return name
+}
+
+func removeLater(_ store: any ObjectStore, _ namespace: String) {
+  Task { try? await store.delete(.namespaces, namespace: nil, name: namespace) }
 }
 
 func pod(
@@ -48,7 +53,12 @@ func pod(
 {
   KubeObject(
     .pods, namespace: ns, name: name, labels: labels,
-    spec: .object([("containers", .array([.object([("name", .string("main")), ("image", .string("busybox"))])]))]))
+    // A scheduler nobody runs: on a real cluster nothing schedules, starts or updates the pod,
+    // so the events the tests see are their own.
+    spec: .object([
+      ("schedulerName", .string("tars-conformance-none")),
+      ("containers", .array([.object([("name", .string("main")), ("image", .string("busybox"))])])),
+    ]))
 }
 
 /// Collects a watch's events (bookmarks aside) until `count` arrived or the time is up.
@@ -78,6 +88,7 @@ struct ConformanceTests {
   func createGetListAndErrors(_ kind: StoreKind) async throws {
     let store = try kind.make()
     let ns = try await testNamespace(store)
+    defer { removeLater(store, ns) }
     let created = try await store.create(.pods, pod("hello-0", ns))
     #expect(!created.resourceVersion.isEmpty && !created.uid.isEmpty)
     #expect(created.status?["phase"]?.stringValue == "Pending")
@@ -107,6 +118,7 @@ struct ConformanceTests {
   func paginationAndSelectors(_ kind: StoreKind) async throws {
     let store = try kind.make()
     let ns = try await testNamespace(store)
+    defer { removeLater(store, ns) }
     for i in 0..<5 {
       _ = try await store.create(.pods, pod("p-\(i)", ns, labels: ["app": i % 2 == 0 ? "even" : "odd"]))
     }
@@ -139,9 +151,15 @@ struct ConformanceTests {
   func optimisticConcurrencyAndTheStatusSubresource(_ kind: StoreKind) async throws {
     let store = try kind.make()
     let ns = try await testNamespace(store)
+    defer { removeLater(store, ns) }
+    // Valid under deploy/crds/tservers.yaml, so a real cluster takes it too.
     let ts = KubeObject(
       .tservers, namespace: ns, name: "test-helloserver",
-      spec: .object([("app", .string("Test")), ("server", .string("HelloServer"))]))
+      spec: .object([
+        ("app", .string("Test")), ("server", .string("HelloServer")), ("subType", .string("tars")),
+        ("k8s", .object([("replicas", .integer(1))])),
+        ("tars", .object([("template", .string("tars.default")), ("servants", .array([]))])),
+      ]))
     let created = try await store.create(.tservers, ts)
     #expect(created.generation == 1)
     var stale = created
@@ -174,6 +192,7 @@ struct ConformanceTests {
   func podConditionsMergeByType(_ kind: StoreKind) async throws {
     let store = try kind.make()
     let ns = try await testNamespace(store)
+    defer { removeLater(store, ns) }
     _ = try await store.create(.pods, pod("hello-0", ns))
     func condition(_ type: String, _ status: String) -> Patch {
       .strategicMerge(
@@ -228,6 +247,7 @@ struct ConformanceTests {
   func watchFromAVersionWithSelectorsAndDeletes(_ kind: StoreKind) async throws {
     let store = try kind.make()
     let ns = try await testNamespace(store)
+    defer { removeLater(store, ns) }
     _ = try await store.create(.pods, pod("hello-0", ns))
     let list = try await store.list(
       .pods, namespace: ns,
@@ -263,6 +283,7 @@ struct ConformanceTests {
   func watchWithoutAVersionStartsWithTheCurrentObjects(_ kind: StoreKind) async throws {
     let store = try kind.make()
     let ns = try await testNamespace(store)
+    defer { removeLater(store, ns) }
     _ = try await store.create(.pods, pod("hello-0", ns))
     _ = try await store.create(.pods, pod("hello-1", ns))
     let events = await collect(store.watch(.pods, namespace: ns, options: WatchOptions()), count: 2)
