@@ -66,8 +66,14 @@ struct RegistryCommand: AsyncParsableCommand {
     c.hostStyle = style
     c.advertisedHost = advertiseHost
     let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-    let service = try await RegistryService.start(
-      store: opened.store, configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: log)
+    let service: RegistryService
+    do {
+      service = try await RegistryService.start(
+        store: opened.store, configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: log)
+    } catch {
+      await opened.close()
+      throw error
+    }
     log(
       "registry: namespace \(namespace) on \(opened.description); QueryObj \(bind):\(service.query.port), RegistryObj \(bind):\(service.registry.port)"
         + (c.metricsPort.map { ", metrics :\($0)" } ?? ""))

@@ -96,6 +96,14 @@ public final class EmbeddedStore: ObjectStore {
       }
       (tokenRV, start) = (rv, s)
     }
+    if options.resourceVersionMatch == "Exact", let v = options.resourceVersion, let asked = Int64(v),
+      asked != currentRV
+    {
+      if asked <= compactedRV { throw .expired("The resourceVersion for the provided list is too old.") }
+      throw .badRequest(
+        "resourceVersionMatch=Exact for a version other than the newest (\(currentRV)) is not served by the embedded store"
+      )
+    }
     if let v = options.resourceVersion, v != "0", let asked = Int64(v), asked > currentRV {
       throw StoreError(
         code: 504, reason: .timeout, message: "Too large resource version: \(asked), current: \(currentRV)",
@@ -103,8 +111,12 @@ public final class EmbeddedStore: ObjectStore {
     }
     let (rows, rv) = try read { db -> ([String], Int64) in
       let rv = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'rv'") ?? 1
-      var sql = "SELECT body FROM objects WHERE resource = ? AND (namespace || '/' || name) > ?"
-      var args: [any DatabaseValueConvertible] = [resource.description, start]
+      // Pages continue after the last (namespace, name), in the order they are listed.
+      let cut = start.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+      var sql = "SELECT body FROM objects WHERE resource = ? AND (namespace, name) > (?, ?)"
+      var args: [any DatabaseValueConvertible] = [
+        resource.description, cut.first ?? "", cut.count > 1 ? cut[1] : "",
+      ]
       if resource.namespaced, let namespace {
         sql += " AND namespace = ?"
         args.append(namespace)
@@ -208,6 +220,9 @@ public final class EmbeddedStore: ObjectStore {
         throw StoreError.conflict(resource, name)
       }
       guard proposed.name == name else { throw StoreError.invalid("metadata.name: Invalid value: field is immutable") }
+      guard proposed.namespace == current.namespace else {
+        throw StoreError.invalid("metadata.namespace: Invalid value: field is immutable")
+      }
       try Validation.check(resource, proposed)
       let next = self.merged(resource, current: current, proposed: patched, status: status)
       return try self.commitChange(resource, current: current, next: next, rv: rv)
@@ -439,11 +454,15 @@ public final class EmbeddedStore: ObjectStore {
         try? await Task.sleep(for: wait)
         guard let self, !Task.isCancelled else { return }
         if let deadline, ContinuousClock.now >= deadline {
+          // Not under the lock: finishing runs onTermination, which takes it.
           continuation.finish()
           return
         }
-        let rv = self.currentRV
-        if options.allowBookmarks && rv > startRV { continuation.yield(.bookmark(resourceVersion: String(rv))) }
+        // Under the writers' lock: every event up to this version has been delivered already.
+        self.live.withLock { _ in
+          let rv = self.currentRV
+          if options.allowBookmarks && rv > startRV { continuation.yield(.bookmark(resourceVersion: String(rv))) }
+        }
       }
     }
     continuation.onTermination = { [weak self] _ in

@@ -64,9 +64,10 @@ public final class Informer: Sendable {
         let from = resourceVersion
         let stream = store.watch(
           resource, namespace: namespace, options: WatchOptions(labelSelector: selector, resourceVersion: from))
-        delay = backoffMs.initial
         for await event in stream {
           if Task.isCancelled { return }
+          // The store answered: the next failure starts the backoff afresh.
+          if case .error = event {} else { delay = backoffMs.initial }
           switch event {
           case .added(let o), .modified(let o):
             state.withLock {

@@ -88,8 +88,23 @@ public final class KubeClient: ObjectStore {
     let response: HTTPClientResponse
     let bytes: ByteBuffer
     do {
-      response = try await http.execute(request, timeout: requestTimeout)
-      bytes = try await response.body.collect(upTo: 256 << 20)
+      // The deadline covers the body too (AsyncHTTPClient's covers the head only).
+      (response, bytes) = try await withThrowingTaskGroup(of: (HTTPClientResponse, ByteBuffer).self) { group in
+        let (http, timeout) = (self.http, requestTimeout)
+        group.addTask {
+          let response = try await http.execute(request, timeout: timeout)
+          return (response, try await response.body.collect(upTo: 256 << 20))
+        }
+        group.addTask {
+          try await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
+          throw StoreError(
+            code: 504, reason: .timeout, message: "no complete answer within \(timeout.nanoseconds / 1_000_000_000) s")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+      }
+    } catch let e as StoreError {
+      throw e
     } catch {
       throw .unreachable("\(request.method) \(request.url): \(error)")
     }
@@ -277,7 +292,21 @@ public final class KubeClient: ObjectStore {
       }
       continuation.finish()
     }
-    continuation.onTermination = { _ in task.cancel() }
+    // A connection that goes silent without closing (a node gone, a middlebox dropping it) must
+    // not hold the watch forever: past the server's own timeout, give up and let the caller
+    // resume.
+    let watchdog = Task {
+      try? await Task.sleep(for: .seconds(seconds + 30))
+      if !Task.isCancelled {
+        continuation.yield(.error(.unreachable("watch \(req.url): nothing for \(seconds + 30) s")))
+        continuation.finish()
+        task.cancel()
+      }
+    }
+    continuation.onTermination = { _ in
+      task.cancel()
+      watchdog.cancel()
+    }
     return stream
   }
 }

@@ -42,6 +42,7 @@ public final class RegistryView: Sendable {
   public let frameworkConfigs: Informer
   public let metrics: RegistryMetrics
   let table = Mutex(Snapshot())
+  let rebuilding = Mutex(())
   let answers = Mutex<(version: Int, bytes: [String: [UInt8]])>((0, [:]))
   let decoded = Mutex<(pods: [String: (String, PodView?)], servers: [String: (String, ServerSpec?)])>(([:], [:]))
   let rebuildPending = Atomic<Bool>(false)
@@ -102,7 +103,13 @@ public final class RegistryView: Sendable {
     }
   }
 
+  /// Rebuilds run one at a time, so a rebuild that read older caches can never store its table
+  /// after a newer one.
   public func rebuild() {
+    rebuilding.withLock { _ in rebuildLocked() }
+  }
+
+  func rebuildLocked() {
     // Objects whose resourceVersion did not change are not decoded again.
     let (specs, views) = decoded.withLock { cache -> ([ServerSpec], [PodView]) in
       var nextPods: [String: (String, PodView?)] = [:]

@@ -20,6 +20,8 @@ public final class RegistryService: Sendable {
     /// The name other servers reach the registry by (its Service).
     public var advertisedHost = "tars-tarsregistry"
     public var extraBuiltins: [String: [EndpointF]] = [:]
+    /// How long start-up waits for the caches before giving up.
+    public var syncTimeoutMs = 30_000
 
     public init(namespace: String) { self.namespace = namespace }
   }
@@ -56,13 +58,30 @@ public final class RegistryService: Sendable {
       store: store, options: RegistryView.Options(namespace: c.namespace, hostStyle: c.hostStyle, builtins: builtins))
     let patcher = StatePatcher(store: store, view: view, log: log)
     let task = Task { await view.run() }
+    // Nothing is served before the caches hold the cluster: an empty answer would send clients
+    // nowhere, and the upChain would catch ids the cluster serves.
+    let deadline = ContinuousClock.now + .milliseconds(c.syncTimeoutMs)
+    while !view.hasSynced {
+      guard ContinuousClock.now < deadline else {
+        task.cancel()
+        let why = [view.pods, view.servers, view.templates, view.frameworkConfigs].compactMap(\.lastError).first
+        throw RegistryStartError(
+          description:
+            "the registry could not load pods and TServers of namespace \(c.namespace) within \(c.syncTimeoutMs / 1000) s"
+            + (why.map { ": \($0)" } ?? ""))
+      }
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    var started: [TarsNIOServer] = []
     do {
       let query = try await TarsNIOServer.start(
         endpoint: TarsEndpoint(host: c.bindHost, port: c.queryPort, timeout: 60000),
         servants: ["tars.tarsregistry.QueryObj": QueryDispatcher(view: view)], group: group)
+      started.append(query)
       let registry = try await TarsNIOServer.start(
         endpoint: TarsEndpoint(host: c.bindHost, port: c.registryPort, timeout: 60000),
         servants: ["tars.tarsregistry.RegistryObj": RegistryServantImpl(view: view, patcher: patcher)], group: group)
+      started.append(registry)
       var metrics: (any Channel)?
       if let port = c.metricsPort {
         metrics = try await MetricsHTTP.start(host: c.bindHost, port: port, group: group) { path in
@@ -78,6 +97,7 @@ public final class RegistryService: Sendable {
         task: task)
     } catch {
       task.cancel()
+      for server in started { try? await server.close() }
       throw error
     }
   }
@@ -157,4 +177,8 @@ enum MetricsHTTP {
       context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
   }
+}
+
+public struct RegistryStartError: Error, CustomStringConvertible {
+  public var description: String
 }

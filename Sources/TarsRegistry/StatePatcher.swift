@@ -25,6 +25,8 @@ public final class StatePatcher: Sendable {
     var pending: [String: Report] = [:]
     var order: [String] = []
     var running = false
+    /// What this patcher last wrote per pod: the informer's copy may not show it yet.
+    var written: [String: Report] = [:]
   }
 
   public init(store: any ObjectStore, view: RegistryView, log: @escaping @Sendable (String) -> Void) {
@@ -52,19 +54,17 @@ public final class StatePatcher: Sendable {
   func drain() async {
     var delay = 100
     while true {
+      // Exactly one drain runs: it clears `running` only when it finds the queue empty, under
+      // the same lock `submit` sets it under.
       let next: (String, Report)? = state.withLock { s in
-        guard !s.order.isEmpty else {
-          s.running = false
-          return nil
+        while !s.order.isEmpty {
+          let pod = s.order.removeFirst()
+          if let report = s.pending.removeValue(forKey: pod) { return (pod, report) }
         }
-        let pod = s.order.removeFirst()
-        guard let report = s.pending.removeValue(forKey: pod) else { return nil }
-        return (pod, report)
+        s.running = false
+        return nil
       }
-      guard let (pod, report) = next else {
-        if state.withLock({ $0.running }) { continue }
-        return
-      }
+      guard let (pod, report) = next else { return }
       do throws(StoreError) {
         try await write(pod: pod, report)
         delay = 100
@@ -99,9 +99,12 @@ public final class StatePatcher: Sendable {
       throw StoreError(code: 503, reason: .serviceUnavailable, message: "the pod cache is not synced yet")
     }
     let current = cached.condition("tars.io/active")
-    if current?["status"]?.stringValue == report.status && current?["reason"]?.stringValue == report.reason {
-      return
-    }
+    let cacheShows =
+      current?["status"]?.stringValue == report.status && current?["reason"]?.stringValue == report.reason
+    let lastWritten = state.withLock { $0.written[pod] }
+    // tarsnode re-reports every minute: nothing to write when the pod already shows this state
+    // and nothing else was written since.
+    if cacheShows && (lastWritten == nil || lastWritten == report) { return }
     var condition: [(String, JSONValue)] = [
       ("type", .string("tars.io/active")), ("status", .string(report.status)), ("reason", .string(report.reason)),
     ]
@@ -112,6 +115,7 @@ public final class StatePatcher: Sendable {
       .object([("status", .object([("conditions", .array([.object(condition)]))]))]))
     let started = ContinuousClock.now
     _ = try await store.patch(.pods, namespace: ns, name: pod, patch, status: true)
+    state.withLock { $0.written[pod] = report }
     let elapsed = ContinuousClock.now - started
     view.metrics.patches.add(1, ordering: .relaxed)
     view.metrics.observePatch(

@@ -145,4 +145,23 @@ struct OutageTests {
     #expect(view.pods.relists > relistsBefore, "a 410 relists")
     #expect(emptySeen.load(ordering: .relaxed) == 0, "the answers never went empty")
   }
+
+  @Test func refusesToServeWhatItCouldNotLoad() async throws {
+    let embedded = try EmbeddedStore(path: nil)
+    let store = SwitchableStore(embedded)
+    store.cut()
+    var c = RegistryService.Configuration(namespace: "tars")
+    c.bindHost = "127.0.0.1"
+    c.queryPort = 0
+    c.registryPort = 0
+    c.syncTimeoutMs = 2000
+    let failure = await #expect(throws: RegistryStartError.self) {
+      _ = try await RegistryService.start(
+        store: store, configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
+    }
+    #expect(
+      failure?.description.hasPrefix("the registry could not load pods and TServers of namespace tars within 2 s")
+        == true
+        && failure?.description.contains("connection refused") == true, "\(String(describing: failure))")
+  }
 }

@@ -384,3 +384,52 @@ struct EmbeddedErrorTests {
     }
   }
 }
+
+@Suite("Embedded store edge cases")
+struct EmbeddedEdgeTests {
+  @Test func clusterWidePagesFollowTheListOrderAcrossNamespaces() async throws {
+    let store = try Stores.embedded()
+    for ns in ["tars", "tars-dev", "tars.x"] {
+      _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: ns))
+      for i in 0..<3 { _ = try await store.create(.pods, pod("p-\(i)", ns)) }
+    }
+    var seen: [String] = []
+    var token: String?
+    repeat {
+      let page = try await store.list(.pods, namespace: nil, options: ListOptions(limit: 2, continueToken: token))
+      seen += page.items.map { "\($0.namespace!)/\($0.name)" }
+      token = page.continueToken
+    } while token != nil
+    let all = try await store.list(.pods, namespace: nil, options: ListOptions()).items.map {
+      "\($0.namespace!)/\($0.name)"
+    }
+    #expect(seen == all && seen.count == 9 && Set(seen).count == 9, "\(seen)")
+  }
+
+  @Test func aPatchCannotMoveAnObjectAndExactVersionsAreHonest() async throws {
+    let store = try Stores.embedded()
+    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "a"))
+    let first = try await store.create(.pods, pod("p", "a"))
+    let moved = await #expect(throws: StoreError.self) {
+      try await store.patch(
+        .pods, namespace: "a", name: "p", .merge(.object([("metadata", .object([("namespace", .string("b"))]))])),
+        status: false)
+    }
+    #expect(moved?.code == 422)
+    #expect(try await store.list(.pods, namespace: nil, options: ListOptions()).items.count == 1)
+    _ = try await store.create(.pods, pod("q", "a"))
+    let older = await #expect(throws: StoreError.self) {
+      try await store.list(
+        .pods, namespace: "a",
+        options: ListOptions(resourceVersion: first.resourceVersion, resourceVersionMatch: "Exact"))
+    }
+    #expect(older?.code == 400)
+    try store.compact(upTo: Int64(first.resourceVersion)!)
+    let compacted = await #expect(throws: StoreError.self) {
+      try await store.list(
+        .pods, namespace: "a",
+        options: ListOptions(resourceVersion: first.resourceVersion, resourceVersionMatch: "Exact"))
+    }
+    #expect(compacted?.code == 410 && compacted?.message == "The resourceVersion for the provided list is too old.")
+  }
+}
