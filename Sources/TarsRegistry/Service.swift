@@ -68,7 +68,8 @@ public final class RegistryService: Sendable {
         throw RegistryStartError(
           description:
             "the registry could not load pods and TServers of namespace \(c.namespace) within \(c.syncTimeoutMs / 1000) s"
-            + (why.map { ": \($0)" } ?? ""))
+            + (why.map { ": \($0)" } ?? "")
+            + (why?.code == 404 ? " (are the CRDs in deploy/crds applied?)" : ""))
       }
       try await Task.sleep(for: .milliseconds(20))
     }
