@@ -91,6 +91,9 @@ let package = Package(
         "TarsControlPlaneCore", "TarsRegistry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),
+    // tars.tarsconfig.ConfigObj from TConfig objects.
+    .target(
+      name: "TarsConfigService", dependencies: ["TarsKube", "TarsFramework", "TarsProtocol"], swiftSettings: strict),
     .target(name: "TarsIDL", swiftSettings: strict),
     .executableTarget(
       name: "tars2swift",
@@ -137,7 +140,8 @@ let package = Package(
     .testTarget(
       name: "TarsRegistryTests",
       dependencies: [
-        "TarsRegistry", "TarsEmbeddedStore", "TarsKube", "TarsRPC", "TarsCtlCore", "TarsTestSupport",
+        "TarsRegistry", "TarsConfigService", "TarsEmbeddedStore", "TarsKube", "TarsRPC", "TarsCtlCore",
+        "TarsTestSupport", "TarsNIO",
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
     .testTarget(
