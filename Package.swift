@@ -94,6 +94,8 @@ let package = Package(
     // tars.tarsconfig.ConfigObj from TConfig objects.
     .target(
       name: "TarsConfigService", dependencies: ["TarsKube", "TarsFramework", "TarsProtocol"], swiftSettings: strict),
+    // tars.tarsnotify.NotifyObj with a bounded in-memory history.
+    .target(name: "TarsNotifyService", dependencies: ["TarsFramework", "TarsProtocol"], swiftSettings: strict),
     .target(name: "TarsIDL", swiftSettings: strict),
     .executableTarget(
       name: "tars2swift",
@@ -140,7 +142,8 @@ let package = Package(
     .testTarget(
       name: "TarsRegistryTests",
       dependencies: [
-        "TarsRegistry", "TarsConfigService", "TarsEmbeddedStore", "TarsKube", "TarsRPC", "TarsCtlCore",
+        "TarsRegistry", "TarsConfigService", "TarsNotifyService", "TarsEmbeddedStore", "TarsKube", "TarsRPC",
+        "TarsCtlCore",
         "TarsTestSupport", "TarsNIO",
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
