@@ -164,7 +164,7 @@ public final class EmbeddedStore: ObjectStore {
     }
     try Validation.check(resource, o)
     o.json = o.json.setting("apiVersion", .string(resource.apiVersion)).setting("kind", .string(resource.kind))
-    let now = Self.timestamp()
+    let now = kubeTimestamp()
     o.json.set(["metadata", "uid"], .string(UUID().uuidString.lowercased()))
     o.json.set(["metadata", "creationTimestamp"], .string(now))
     if Self.hasGeneration(resource) { o.json.set(["metadata", "generation"], .integer(1)) }
@@ -238,7 +238,7 @@ public final class EmbeddedStore: ObjectStore {
       var last = current
       if resource == .pods {
         // A pod deleted with grace 0 is first MODIFIED with its deletion timestamp (fixture 020).
-        last.json.set(["metadata", "deletionTimestamp"], .string(Self.timestamp()))
+        last.json.set(["metadata", "deletionTimestamp"], .string(kubeTimestamp()))
         last.json.set(["metadata", "deletionGracePeriodSeconds"], .integer(0))
         last.resourceVersion = String(rv)
         changes.append(Change(resource: resource, type: "MODIFIED", object: last, old: current))
@@ -507,12 +507,6 @@ public final class EmbeddedStore: ObjectStore {
     } catch {
       throw .internalError("embedded store holds an unreadable object: \(error)")
     }
-  }
-
-  static func timestamp() -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: Date())
   }
 
   static func randomSuffix() -> String {

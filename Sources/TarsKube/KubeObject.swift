@@ -1,3 +1,4 @@
+import Foundation
 import TarsProtocol
 
 /// A Kubernetes object: its JSON with typed access to the metadata everything uses. Unknown
@@ -80,4 +81,12 @@ public struct ObjectList: Sendable {
     self.continueToken = continueToken
     self.remainingItemCount = remainingItemCount
   }
+}
+
+/// Kubernetes' timestamp format (RFC 3339, seconds, UTC): creationTimestamp,
+/// deletionTimestamp, lastTransitionTime.
+public func kubeTimestamp(_ date: Date = Date()) -> String {
+  let f = ISO8601DateFormatter()
+  f.formatOptions = [.withInternetDateTime]
+  return f.string(from: date)
 }

@@ -109,7 +109,7 @@ public final class StatePatcher: Sendable {
       ("type", .string("tars.io/active")), ("status", .string(report.status)), ("reason", .string(report.reason)),
     ]
     if current?["status"]?.stringValue != report.status {
-      condition.append(("lastTransitionTime", .string(Self.now())))
+      condition.append(("lastTransitionTime", .string(kubeTimestamp())))
     }
     let patch = Patch.strategicMerge(
       .object([("status", .object([("conditions", .array([.object(condition)]))]))]))
@@ -122,9 +122,4 @@ public final class StatePatcher: Sendable {
       seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
   }
 
-  static func now() -> String {
-    let f = ISO8601DateFormatter()
-    f.formatOptions = [.withInternetDateTime]
-    return f.string(from: Date())
-  }
 }

@@ -22,14 +22,7 @@ struct Exchange: Sendable, CustomStringConvertible {
 
   var description: String { folder }
   var path: String { String(target.split(separator: "?", maxSplits: 1)[0]) }
-  var query: [(String, String)] {
-    let parts = target.split(separator: "?", maxSplits: 1)
-    guard parts.count == 2 else { return [] }
-    return parts[1].split(separator: "&").map { item in
-      let kv = item.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
-      return (kv[0], kv.count > 1 ? kv[1] : "")
-    }
-  }
+  var query: [(String, String)] { Self.queryPairs(target) }
   func queryValue(_ name: String) -> String? { query.first { $0.0 == name }?.1 }
   var isWatch: Bool { queryValue("watch") != nil }
   var isChunked: Bool {
