@@ -22,6 +22,9 @@ let package = Package(
     .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   ],
   targets: [
     // The protocol core: codec, packets, framing, endpoints, config files, dispatch rules.
@@ -57,6 +60,21 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict),
+    // The Swift Tars server runtime (TarsCpp's Application): config, AdminObj, heartbeats,
+    // admin commands, ConfigObj, NotifyObj, the locator. No Foundation.
+    .target(
+      name: "TarsApplication", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "CTarsSys"],
+      swiftSettings: strict),
+    // The example: the classic Hello interface, a server and a client.
+    .target(
+      name: "TarsExampleHello", dependencies: ["TarsProtocol"], path: "Examples/Hello", exclude: ["idl"],
+      swiftSettings: strict),
+    .executableTarget(
+      name: "HelloServer", dependencies: ["TarsApplication", "TarsExampleHello"], path: "Examples/HelloServer",
+      swiftSettings: strict),
+    .executableTarget(
+      name: "hello-client", dependencies: ["TarsApplication", "TarsExampleHello", "TarsRPC"],
+      path: "Examples/HelloClient", swiftSettings: strict),
     // The .tars IDL parser and Swift generator behind tars2swift.
     // Kubernetes objects, selectors, patches, errors, the store interface and the informer:
     // what the control plane's logic is written against.
@@ -88,9 +106,37 @@ let package = Package(
     .executableTarget(
       name: "tars-controlplane",
       dependencies: [
-        "TarsControlPlaneCore", "TarsRegistry", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),
+    // The admin API's documents and the client tarsctl uses.
+    .target(
+      name: "TarsAdminAPI",
+      dependencies: [
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+      ], swiftSettings: strict),
+    // The admin HTTP API (Hummingbird): servers, pods, commands fanned out to NodeObj, manifests.
+    .target(
+      name: "TarsAdmin",
+      dependencies: [
+        "TarsAdminAPI", "TarsKube", "TarsRegistry", "TarsNotifyService", "TarsNIO", "TarsAuth", "TarsFramework",
+        .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Yams", package: "Yams"),
+      ], swiftSettings: strict),
+    // One-machine mode's kubelet: TServer replicas as tarsnode processes on 127.x addresses.
+    .target(name: "TarsLocalRuntime", dependencies: ["TarsKube", "TarsProtocol", "CTarsSpawn"], swiftSettings: strict),
+    // `tars-controlplane up`: every service on the embedded store, plus the local runtime.
+    .target(
+      name: "TarsOneMachine",
+      dependencies: [
+        "TarsAdmin", "TarsAdminAPI", "TarsLocalRuntime", "TarsRegistry", "TarsConfigService", "TarsNotifyService",
+        "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework",
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ], swiftSettings: strict),
     // tars.tarsconfig.ConfigObj from TConfig objects.
     .target(
       name: "TarsConfigService", dependencies: ["TarsKube", "TarsFramework", "TarsProtocol"], swiftSettings: strict),
@@ -107,7 +153,9 @@ let package = Package(
     ),
     .executableTarget(
       name: "tarsctl",
-      dependencies: ["TarsCtlCore", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "TarsCtlCore", "TarsAdminAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
       path: "Sources/TarsCtl", swiftSettings: strict),
     // Prints codec and RPC figures (Benchmarks/run); not a test.
     .executableTarget(
@@ -153,6 +201,8 @@ let package = Package(
         "TarsKubeClient", "TarsKube", "TarsTestSupport", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
+    .testTarget(
+      name: "TarsOneMachineTests", dependencies: ["TarsAdminAPI", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",

@@ -4,6 +4,7 @@
 extern char **environ;
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -33,7 +34,7 @@ struct kernel_sigaction {
 
 static const char *const steps[] = {
     "reset signals", "setpgid", "dup2 stdin", "dup2 stdout", "dup2 stderr", "chdir", "setgroups", "setgid",
-    "setuid", "drop capabilities", "no_new_privs", "exec",
+    "setuid", "drop capabilities", "no_new_privs", "exec", "setsid",
 };
 
 /// Reports the failing step and errno to the parent through the error pipe, then exits.
@@ -90,13 +91,16 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
     last_cap = (int)cap_max_bits() - 1;
   }
 
-  pid_t pid = fork();
+  // A new PID namespace: the child is its PID 1 (clone with fork's semantics; the child, like
+  // fork's, only makes async-signal-safe calls before exec).
+  pid_t pid = o->new_pid_namespace ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL)
+                                   : fork();
   if (pid < 0) {
     int e = errno;
     if (caps) cap_free(caps);
     close(pipefd[0]);
     close(pipefd[1]);
-    *failed_step = "fork";
+    *failed_step = o->new_pid_namespace ? "clone(CLONE_NEWPID)" : "fork";
     return -e;
   }
 
@@ -113,8 +117,10 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
       struct kernel_sigaction dfl = {0};
       syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(dfl.mask));
     }
-    // 2. Its own process group, so signals can reach everything it starts.
-    if (o->new_process_group && setpgid(0, 0) != 0) child_fail(err, 1);
+    // 2. Its own session (away from the parent's terminal and its Ctrl-C), or its own process
+    //    group, so signals can reach everything it starts.
+    if (o->new_session && setsid() < 0) child_fail(err, 12);
+    if (!o->new_session && o->new_process_group && setpgid(0, 0) != 0) child_fail(err, 1);
     if (o->new_process_group && o->foreground && isatty(0)) {
       signal(SIGTTOU, SIG_IGN);
       tcsetpgrp(0, getpid());

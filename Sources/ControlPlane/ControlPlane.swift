@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import NIOPosix
+import TarsAdminAPI
 import TarsControlPlaneCore
+import TarsOneMachine
 import TarsRegistry
 
 @main
@@ -9,7 +11,7 @@ struct ControlPlane: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "tars-controlplane",
     abstract: "The TarsK8s control plane: one subcommand per service.",
-    subcommands: [RegistryCommand.self])
+    subcommands: [UpCommand.self, RegistryCommand.self])
 }
 
 struct StoreFlags: ParsableArguments {
@@ -84,5 +86,77 @@ struct RegistryCommand: AsyncParsableCommand {
     log("registry: stopping (signal \(signal))")
     await service.stop()
     await opened.close()
+  }
+}
+
+struct UpCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "up",
+    abstract: "The whole framework on this machine: registry, ConfigObj, NotifyObj, admin API and local pods.",
+    discussion: """
+      State (the embedded store, admin.token, the NodeObj secret, each pod's files) lives in --state;
+      a second start resumes from it. Each TServer replica runs as a pod: tarsnode supervising the
+      binary named by spec.release.image, on its own 127.0.x.y address.
+      Example: tars-controlplane up --manifests examples/one-machine
+      """)
+
+  @Option(name: .long, help: "The state directory.") var state = ".tars"
+  @Option(name: .long, help: "Apply the TServer/TTemplate/TConfig YAML in this folder (or file) at start.")
+  var manifests: String?
+  @Option(name: .long, help: "The namespace of the servers.") var namespace = "tars"
+  @Option(name: .long, help: "The tarsnode binary (default: next to this one).") var tarsnode: String?
+  @Option(name: .customLong("query-port"), help: "QueryObj (the locator) port.") var queryPort = 17890
+  @Option(name: .customLong("registry-port"), help: "RegistryObj port.") var registryPort = 17891
+  @Option(name: .customLong("config-port"), help: "ConfigObj port.") var configPort = 17892
+  @Option(name: .customLong("notify-port"), help: "NotifyObj port.") var notifyPort = 17893
+  @Option(name: .customLong("admin-port"), help: "Admin API port.") var adminPort = 17880
+  @Option(name: .customLong("metrics-port"), help: "The registry's /metrics (0: off).") var metricsPort = 0
+  @Option(name: .long, help: "Seconds a pod's server gets to stop.") var grace = 10
+  @Option(name: .customLong("first-pod-ip"), help: "The first pod address (127.x); pods get consecutive ones.")
+  var firstPodIP = "127.0.100.1"
+  @Flag(name: .customLong("no-pid-namespaces"), help: "Run tarsnodes as subreapers even as root.")
+  var noPIDNamespaces = false
+
+  func run() async throws {
+    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var o = OneMachine.Options(
+      tarsnode: tarsnode ?? executable.deletingLastPathComponent().appendingPathComponent("tarsnode").path)
+    o.stateDirectory = state
+    o.manifests = manifests
+    o.namespace = namespace
+    o.queryPort = queryPort
+    o.registryPort = registryPort
+    o.configPort = configPort
+    o.notifyPort = notifyPort
+    o.adminPort = adminPort
+    o.metricsPort = metricsPort
+    o.graceSeconds = grace
+    if noPIDNamespaces { o.pidNamespaces = false }
+    o.firstPodIP = firstPodIP
+    let machine: OneMachine
+    do {
+      machine = try await OneMachine.start(o, log: log)
+    } catch {
+      throw ValidationError("cannot start: \(error)")
+    }
+    print(
+      """
+      Tars is up (state in \(machine.stateDirectory); pods in \(o.pidNamespaces ? "their own PID namespaces" : "subreaper mode")).
+        locator    \(machine.locator)
+        admin API  \(machine.adminURL) (token in \(machine.tokenFile))
+      Try, in another terminal here:
+        tarsctl servers; tarsctl pods
+        tarsctl query Test.HelloServer.HelloObj
+        hello-client --count 3 Tars
+        tarsctl notify Test.HelloServer tars.viewstatus
+        tarsctl events
+      Ctrl-C stops everything; starting again resumes.
+      """)
+    fflush(nil)
+    let signal = await waitForTermination()
+    log("up: stopping (signal \(signal)); pods get \(grace) s")
+    await machine.stop()
+    log("up: stopped")
   }
 }

@@ -62,6 +62,9 @@ public struct GenerationPlan: Sendable {
       Step(
         idlFiles: [root + "/Tests/TarsTestSupport/idl/Test.tars"],
         outputDirectory: root + "/Tests/TarsTestSupport/Generated", imports: ["TarsProtocol"]),
+      Step(
+        idlFiles: [root + "/Examples/Hello/idl/Hello.tars"], outputDirectory: root + "/Examples/Hello/Generated",
+        imports: ["TarsProtocol"]),
     ])
   }
 

@@ -35,8 +35,10 @@ public struct ConfigRenderer: Sendable {
 
   public init(settings: NodeSettings) { self.settings = settings }
 
-  public var nodeProxy: String { "tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p \(settings.serverObjPort) -t 60000" }
-  public var localEndpoint: String { "tcp -h 127.0.0.1 -p \(settings.adminPort) -t 3000" }
+  public var nodeProxy: String {
+    "tars.tarsnode.ServerObj@tcp -h \(settings.localHost) -p \(settings.serverObjPort) -t 60000"
+  }
+  public var localEndpoint: String { "tcp -h \(settings.localHost) -p \(settings.adminPort) -t 3000" }
 
   /// The `${…}` variables a profile may use.
   public func variables(_ descriptor: ServerDescriptor) -> [(String, String)] {

@@ -223,15 +223,15 @@ public final class NodeRuntime {
       log: { printError("tarsnode: \($0)") })
     servers.append(
       try TarsServer(
-        loop: loop, endpoint: TarsEndpoint(host: "127.0.0.1", port: s.serverObjPort, timeout: 60_000),
+        loop: loop, endpoint: TarsEndpoint(host: s.localHost, port: s.serverObjPort, timeout: 60_000),
         servants: ["tars.tarsnode.ServerObj": serverObj]))
-    let nodeHost = auth == nil ? "127.0.0.1" : s.podIP
+    let nodeHost = auth == nil ? s.localHost : s.podIP
     servers.append(
       try TarsServer(
         loop: loop, endpoint: TarsEndpoint(host: nodeHost, port: s.nodeObjPort, timeout: 60_000),
         servants: ["tars.tarsnode.NodeObj": nodeObj]))
     printError(
-      "tarsnode: supervising \(s.serverID) (\(s.serverType.rawValue)) in pod \(s.podName); ServerObj on 127.0.0.1:\(s.serverObjPort), "
+      "tarsnode: supervising \(s.serverID) (\(s.serverType.rawValue)) in pod \(s.podName); ServerObj on \(s.localHost):\(s.serverObjPort), "
         + "NodeObj on \(nodeHost):\(s.nodeObjPort)\(auth == nil ? " (no secret: loopback only)" : " (signed calls)")")
 
     let renderer = ConfigRenderer(settings: s)

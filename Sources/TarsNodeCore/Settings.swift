@@ -115,6 +115,10 @@ public struct NodeSettings: Sendable {
   /// The last description that worked, kept for when the registry is unreachable.
   public var descriptorCache: String { "\(confDir)/\(serverID).descriptor.json" }
   public var outputLog: String { "\(serverLogDir)/\(serverID).stdout.log" }
+  /// Where ServerObj and the server's AdminObj listen: 127.0.0.1 in a pod of its own, the pod's
+  /// own loopback address when the pod is one of several on one machine (one-machine mode gives
+  /// each pod an address in 127.0.0.0/8, so every pod keeps the same well-known ports).
+  public var localHost: String { podIP.hasPrefix("127.") ? podIP : "127.0.0.1" }
 
   /// What `tarsnode --help` prints.
   public static let usage = """
@@ -139,7 +143,7 @@ public struct NodeSettings: Sendable {
       --registry OBJ           RegistryObj (default tars.tarsregistry.RegistryObj@tcp -h tars-tarsregistry -p 17891)
       --locator OBJ            QueryObj written into the server's config (default …@tcp -h tars-tarsregistry -p 17890)
       --notify OBJ             NotifyObj for exit alarms (default: none)
-      --server-obj-port P      ServerObj on 127.0.0.1 (default 19386)
+      --server-obj-port P      ServerObj on 127.0.0.1, or on PodIP when it is a 127.x address (default 19386)
       --node-obj-port P        NodeObj (default 19385; on PodIP with a secret, else 127.0.0.1)
       --admin-port P           the server's AdminObj, local= (default 19387)
     security

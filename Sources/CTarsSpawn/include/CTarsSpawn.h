@@ -22,6 +22,10 @@ typedef struct {
   int stdout_fd;
   int stderr_fd;
   int new_process_group;
+  /// A new session (setsid): no controlling terminal, so the parent's Ctrl-C does not reach it.
+  int new_session;
+  /// Start the child as PID 1 of a new PID namespace (needs CAP_SYS_ADMIN).
+  int new_pid_namespace;
   /// With a new process group and a terminal on stdin: make the group the terminal's foreground
   /// group, so an interactive command can read it (what tini does).
   int foreground;

@@ -9,11 +9,20 @@ func fail(_ message: String) -> ExitCode {
   return ExitCode(1)
 }
 
-struct Tarsctl: ParsableCommand {
+@main
+struct Tarsctl: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "tarsctl",
     abstract: "The TarsK8s operator's command line.",
-    subcommands: [Ping.self, Decode.self, Query.self, Admin.self, NodeCommand.self])
+    discussion: """
+      servers, pods, start, stop, restart, notify, logs, events, notifications, apply, scale and delete
+      talk to the control plane's admin API (tars-controlplane up); the others speak Tars directly.
+      """,
+    subcommands: [
+      Servers.self, Pods.self, Start.self, Stop.self, Restart.self, Notify.self, Logs.self, Events.self,
+      Notifications.self, Apply.self, Scale.self, Delete.self, Ping.self, Decode.self, Query.self, Admin.self,
+      NodeCommand.self,
+    ])
 }
 
 struct TimeoutOption: ParsableArguments {
@@ -89,8 +98,12 @@ struct Query: ParsableCommand {
     abstract: "Ask a locator (QueryObj) for the active and inactive endpoints of an object.",
     discussion: "Example: tarsctl query --locator 'tcp -h 127.0.0.1 -p 17890' Test.HelloServer.HelloObj")
 
-  @Option(name: .long, help: "The locator: 'tcp -h HOST -p PORT' or 'tars.tarsregistry.QueryObj@tcp -h HOST -p PORT'.")
-  var locator: String
+  @Option(
+    name: .long,
+    help:
+      "The locator: 'tcp -h HOST -p PORT' or 'tars.tarsregistry.QueryObj@tcp -h HOST -p PORT' (default: $TARS_LOCATOR or the one-machine registry, tcp -h 127.0.0.1 -p 17890)."
+  )
+  var locator: String = ProcessInfo.processInfo.environment["TARS_LOCATOR"] ?? "tcp -h 127.0.0.1 -p 17890"
 
   @Argument(help: "The object name, App.Server.Obj.")
   var name: String
@@ -178,5 +191,3 @@ struct NodeCommand: ParsableCommand {
     }
   }
 }
-
-Tarsctl.main()

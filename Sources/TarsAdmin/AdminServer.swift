@@ -1,0 +1,362 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import TarsAdminAPI
+import TarsAuth
+import TarsFramework
+import TarsKube
+import TarsNIO
+import TarsNotifyService
+import TarsProtocol
+
+extension ServerRow: ResponseEncodable {}
+extension PodRow: ResponseEncodable {}
+extension PodCallResult: ResponseEncodable {}
+extension NotificationRow: ResponseEncodable {}
+extension EventRow: ResponseEncodable {}
+extension ApplyRow: ResponseEncodable {}
+
+/// The admin HTTP API: what the operator (through `tarsctl`) sees and does — servers, pods and
+/// their states, notifications, events; start, stop, restart and commands fanned out to each
+/// pod's NodeObj; applying manifests, scaling and deleting servers. Every request needs the
+/// bearer token; it listens where it is told (loopback in one-machine mode).
+public final class AdminServer: Sendable {
+  public struct Dependencies: Sendable {
+    public var store: any ObjectStore
+    public var namespace: String
+    public var tservers: Informer
+    public var pods: Informer
+    public var notify: NotifyService
+    /// Signs NodeObj calls (the secret every tarsnode checks).
+    public var nodeAuth: NodeCallAuth
+    public var nodeObjPort = 19385
+    public var nodeClient: TarsNIOClient
+    /// The tarsnode pid of each pod, where the control plane runs them itself.
+    public var processes: @Sendable () async -> [String: Int32] = { [:] }
+    /// The last `tail` lines of a pod's server output (or tarsnode's own log), nil if unknown.
+    public var logs: @Sendable (_ pod: String, _ app: String, _ server: String, _ tail: Int, _ node: Bool) -> String? =
+      { _, _, _, _, _ in nil }
+
+    public init(
+      store: any ObjectStore, namespace: String, tservers: Informer, pods: Informer, notify: NotifyService,
+      nodeAuth: NodeCallAuth, nodeClient: TarsNIOClient
+    ) {
+      self.store = store
+      self.namespace = namespace
+      self.tservers = tservers
+      self.pods = pods
+      self.notify = notify
+      self.nodeAuth = nodeAuth
+      self.nodeClient = nodeClient
+    }
+  }
+
+  public let port: Int
+  let task: Task<Void, Never>
+  let group: ServiceGroup
+
+  init(port: Int, task: Task<Void, Never>, group: ServiceGroup) {
+    self.port = port
+    self.task = task
+    self.group = group
+  }
+
+  /// Binds `host:port` (0: any free port) and serves until `stop()`.
+  public static func start(
+    host: String, port: Int, token: String, dependencies d: Dependencies, log: @escaping @Sendable (String) -> Void
+  ) async throws -> AdminServer {
+    let router = Router()
+    router.add(middleware: BearerTokenMiddleware(token: token))
+    AdminRoutes(d: d).register(on: router.group(RouterPath(AdminAPI.prefix)))
+    var logger = Logger(label: "tars.admin")
+    logger.logLevel = .warning
+    let (bound, boundContinuation) = AsyncStream<Int>.makeStream()
+    let app = Application(
+      router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tars-admin"),
+      onServerRunning: { channel in boundContinuation.yield(channel.localAddress?.port ?? port) }, logger: logger)
+    let (failed, failedContinuation) = AsyncStream<String>.makeStream()
+    // Its own service group without signal handlers: the control plane decides when to stop.
+    let serviceGroup = ServiceGroup(
+      configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+    let task = Task {
+      do {
+        try await serviceGroup.run()
+      } catch {
+        failedContinuation.yield("\(error)")
+        log("admin: the API stopped: \(error)")
+      }
+      failedContinuation.finish()
+      boundContinuation.finish()
+    }
+    // Whichever comes first: the port, or the reason it could not bind.
+    let outcome = await withTaskGroup(of: Result<Int, AdminStartError>?.self) { group in
+      group.addTask {
+        for await p in bound { return .success(p) }
+        return nil
+      }
+      group.addTask {
+        for await reason in failed { return .failure(AdminStartError(message: reason)) }
+        return nil
+      }
+      var result: Result<Int, AdminStartError>?
+      for await r in group where r != nil {
+        result = r
+        break
+      }
+      group.cancelAll()
+      return result ?? .failure(AdminStartError(message: "the admin API did not start"))
+    }
+    switch outcome {
+    case .success(let p): return AdminServer(port: p, task: task, group: serviceGroup)
+    case .failure(let e):
+      task.cancel()
+      throw AdminStartError(message: "cannot serve the admin API on \(host):\(port): \(e.message)")
+    }
+  }
+
+  /// Lets requests in flight finish, then closes the listener.
+  public func stop() async {
+    await group.triggerGracefulShutdown()
+    await task.value
+  }
+}
+
+public struct AdminStartError: Error, Sendable, CustomStringConvertible {
+  public var message: String
+  public var description: String { message }
+}
+
+/// 401 unless `Authorization: Bearer <token>` carries the token (compared in constant time).
+struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+  let token: [UInt8]
+
+  init(token: String) { self.token = Array(token.utf8) }
+
+  func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    -> Response
+  {
+    let header = request.headers[.authorization] ?? ""
+    let given = header.hasPrefix("Bearer ") ? Array(header.dropFirst(7).utf8) : []
+    var difference = given.count == token.count ? 0 : 1
+    for (i, b) in token.enumerated() { difference |= Int(b ^ (i < given.count ? given[i] : 0)) }
+    guard difference == 0, !token.isEmpty else {
+      var error = HTTPError(
+        .unauthorized, message: "a bearer token is required: the one in the control plane's admin.token file")
+      error.headers[.wwwAuthenticate] = "Bearer"
+      throw error
+    }
+    return try await next(request, context)
+  }
+}
+
+struct AdminRoutes: Sendable {
+  let d: AdminServer.Dependencies
+
+  func register(on g: RouterGroup<BasicRequestContext>) {
+    g.get("servers") { _, _ in await servers() }
+    g.get("pods") { request, _ in await pods(server: request.uri.queryParameters["server"].map(String.init)) }
+    for action in ["start", "stop", "restart"] {
+      g.post("servers/:id/\(action)") { _, context in
+        try await fanOut(try server(context), action: action, command: nil)
+      }
+    }
+    g.post("servers/:id/notify") { request, context in
+      let body = try await request.decode(as: NotifyRequest.self, context: context)
+      guard !body.command.trimmingCharacters(in: .whitespaces).isEmpty else {
+        throw HTTPError(.badRequest, message: "command is empty: e.g. tars.viewstatus")
+      }
+      return try await fanOut(try server(context), action: "notify", command: body.command)
+    }
+    g.post("servers/:id/scale") { request, context in
+      let body = try await request.decode(as: ScaleRequest.self, context: context)
+      guard (0...100).contains(body.replicas) else {
+        throw HTTPError(.badRequest, message: "replicas must be 0-100, not \(body.replicas)")
+      }
+      let t = try server(context)
+      _ = try await storeCall {
+        try await d.store.patch(
+          .tservers, namespace: d.namespace, name: t.name,
+          .merge(.object([("spec", .object([("k8s", .object([("replicas", .integer(Int64(body.replicas)))]))]))])),
+          status: false)
+      }
+      return ApplyRow(kind: "TServer", name: t.name, action: "scaled to \(body.replicas)")
+    }
+    g.delete("servers/:id") { _, context in
+      let t = try server(context)
+      _ = try await storeCall { try await d.store.delete(.tservers, namespace: d.namespace, name: t.name) }
+      return ApplyRow(kind: "TServer", name: t.name, action: "deleted")
+    }
+    g.post("apply") { request, context in
+      var request = request
+      let buffer = try await request.collectBody(upTo: 4 << 20)
+      let text = String(buffer: buffer)
+      let objects: [KubeObject]
+      do {
+        objects = try ManifestApplier.parse(text, source: "the manifest")
+      } catch {
+        throw HTTPError(.badRequest, message: "\(error)")
+      }
+      return await ManifestApplier(store: d.store, namespace: d.namespace).apply(objects)
+    }
+    g.get("notifications") { request, _ in
+      let server = request.uri.queryParameters["server"].map(String.init)
+      let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 100
+      return d.notify.recent(server: server, limit: max(1, min(limit, 10_000))).map {
+        NotificationRow(
+          time: kubeTimestamp($0.time), server: $0.server, source: $0.source, level: Int($0.level),
+          message: $0.message, alarm: $0.isAlarm)
+      }
+    }
+    g.get("events") { request, _ in
+      let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 200
+      let list = try await storeCall { try await d.store.list(.events, namespace: d.namespace, options: ListOptions()) }
+      let ordered = list.items.sorted { (Int64($0.resourceVersion) ?? 0) < (Int64($1.resourceVersion) ?? 0) }
+      let rows = ordered.map { e in
+        EventRow(
+          time: e.json["lastTimestamp"]?.stringValue ?? "",
+          object: e.json[path: ["involvedObject", "name"]]?.stringValue ?? "",
+          type: e.json["type"]?.stringValue ?? "", reason: e.json["reason"]?.stringValue ?? "",
+          message: e.json["message"]?.stringValue ?? "")
+      }
+      return Array(rows.suffix(max(1, limit)))
+    }
+    g.get("pods/:pod/logs") { request, context in
+      let name = try context.parameters.require("pod")
+      guard let pod = d.pods.object(namespace: d.namespace, name: name) else {
+        throw HTTPError(.notFound, message: "no pod \(name): tarsctl pods lists them")
+      }
+      let tail = request.uri.queryParameters["tail"].flatMap { Int($0) } ?? 100
+      let node = request.uri.queryParameters["node"].map { $0 == "1" || $0 == "true" } ?? false
+      guard
+        let text = d.logs(
+          name, pod.labels["tars.io/ServerApp"] ?? "", pod.labels["tars.io/ServerName"] ?? "", max(1, tail), node)
+      else {
+        throw HTTPError(.notFound, message: "no log for \(name) yet")
+      }
+      return text
+    }
+  }
+
+  /// The TServer named by `:id`: `App.Server` (what operators type) or its object name.
+  func server(_ context: BasicRequestContext) throws -> KubeObject {
+    let id = try context.parameters.require("id")
+    let all = d.tservers.objects.values
+    let found =
+      all.first { "\($0.spec?["app"]?.stringValue ?? "").\($0.spec?["server"]?.stringValue ?? "")" == id }
+      ?? all.first { $0.name == id }
+    guard let found else { throw HTTPError(.notFound, message: "no server \(id): tarsctl servers lists them") }
+    return found
+  }
+
+  func servers() async -> [ServerRow] {
+    let pods = d.pods.objects.values
+    return d.tservers.objects.values.sorted { $0.name < $1.name }.map { t in
+      let app = t.spec?["app"]?.stringValue ?? ""
+      let server = t.spec?["server"]?.stringValue ?? ""
+      let mine = pods.filter { $0.labels["tars.io/ServerApp"] == app && $0.labels["tars.io/ServerName"] == server }
+      return ServerRow(
+        id: "\(app).\(server)", app: app, server: server, subType: t.spec?["subType"]?.stringValue ?? "",
+        replicas: Int(TServer(t).replicas), image: t.spec?[path: ["release", "image"]]?.stringValue ?? "",
+        template: TServer(t).template ?? "", pods: mine.count,
+        activePods: mine.filter { $0.condition("tars.io/active")?["status"]?.stringValue == "True" }.count)
+    }
+  }
+
+  func pods(server: String?) async -> [PodRow] {
+    let pids = await d.processes()
+    return d.pods.objects.values.sorted { $0.name < $1.name }.compactMap { p in
+      let id = "\(p.labels["tars.io/ServerApp"] ?? "").\(p.labels["tars.io/ServerName"] ?? "")"
+      if let server, server != id { return nil }
+      let active = p.condition("tars.io/active")
+      return PodRow(
+        name: p.name, server: id, ip: p.status?["podIP"]?.stringValue ?? "",
+        phase: p.status?["phase"]?.stringValue ?? "", ready: p.condition("Ready")?["status"]?.stringValue == "True",
+        active: active?["status"]?.stringValue == "True", state: active?["reason"]?.stringValue ?? "",
+        restarts: Int(p.status?["containerStatuses"]?.arrayValue?.first?["restartCount"]?.intValue ?? 0),
+        startTime: p.status?["startTime"]?.stringValue ?? "", pid: pids[p.name].map(Int.init))
+    }
+  }
+
+  /// Calls every pod's NodeObj at once, each call signed, and collects the answers.
+  func fanOut(_ t: KubeObject, action: String, command: String?) async throws -> [PodCallResult] {
+    let app = t.spec?["app"]?.stringValue ?? ""
+    let server = t.spec?["server"]?.stringValue ?? ""
+    let targets = d.pods.objects.values.filter {
+      $0.labels["tars.io/ServerApp"] == app && $0.labels["tars.io/ServerName"] == server
+    }.sorted { $0.name < $1.name }
+    guard !targets.isEmpty else { throw HTTPError(.conflict, message: "\(app).\(server) has no pods") }
+    return await withTaskGroup(of: PodCallResult.self) { group in
+      for pod in targets {
+        group.addTask {
+          guard let ip = pod.status?["podIP"]?.stringValue, !ip.isEmpty else {
+            return PodCallResult(pod: pod.name, ok: false, result: "the pod has no address yet")
+          }
+          return await call(pod: pod.name, ip: ip, app: app, server: server, action: action, command: command)
+        }
+      }
+      var out: [PodCallResult] = []
+      for await r in group { out.append(r) }
+      return out.sorted { $0.pod < $1.pod }
+    }
+  }
+
+  func call(pod: String, ip: String, app: String, server: String, action: String, command: String?) async
+    -> PodCallResult
+  {
+    let servant = "tars.tarsnode.NodeObj"
+    let options = TarsCallOptions(timeoutMs: 30_000)
+    var request: RequestPacket
+    switch action {
+    case "start":
+      request = TarsFramework.Node.StartServer.request(
+        servant: servant, .init(application: app, serverName: server), options: options)
+    case "stop":
+      request = TarsFramework.Node.StopServer.request(
+        servant: servant, .init(application: app, serverName: server), options: options)
+    case "restart":
+      request = TarsFramework.Node.RestartServer.request(
+        servant: servant, .init(application: app, serverName: server), options: options)
+    default:
+      request = TarsFramework.Node.NotifyServer.request(
+        servant: servant, .init(application: app, serverName: server, command: command ?? ""), options: options)
+    }
+    d.nodeAuth.sign(&request, timestamp: unixTimeSeconds())
+    do {
+      let response = try await d.nodeClient.invoke(
+        request, to: TarsEndpoint(host: ip, port: d.nodeObjPort, timeout: 30_000), timeoutMs: 30_000)
+      let (ret, result): (Int32, String)
+      switch action {
+      case "start": (ret, result) = try TarsFramework.Node.StartServer.result(from: response).pair
+      case "stop": (ret, result) = try TarsFramework.Node.StopServer.result(from: response).pair
+      case "restart": (ret, result) = try TarsFramework.Node.RestartServer.result(from: response).pair
+      default: (ret, result) = try TarsFramework.Node.NotifyServer.result(from: response).pair
+      }
+      return PodCallResult(pod: pod, ok: ret == 0, result: result)
+    } catch {
+      return PodCallResult(pod: pod, ok: false, result: "NodeObj at \(ip):\(d.nodeObjPort): \(error)")
+    }
+  }
+
+  /// Store errors as HTTP errors with the API's status code and message.
+  func storeCall<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+      return try await body()
+    } catch let error as StoreError {
+      throw HTTPError(HTTPResponse.Status(code: error.code), message: error.message)
+    }
+  }
+}
+
+protocol NodeResult {
+  var ret: Int32 { get }
+  var result: String { get }
+}
+extension NodeResult {
+  var pair: (Int32, String) { (ret, result) }
+}
+extension TarsFramework.Node.StartServer.Result: NodeResult {}
+extension TarsFramework.Node.StopServer.Result: NodeResult {}
+extension TarsFramework.Node.RestartServer.Result: NodeResult {}
+extension TarsFramework.Node.NotifyServer.Result: NodeResult {}

@@ -1,0 +1,154 @@
+import Foundation
+
+/// The admin API's JSON documents, shared by the server (`TarsAdmin`) and `tarsctl`, so the
+/// two cannot drift apart. Field names are the JSON keys.
+public enum AdminAPI {
+  /// Where `tars-controlplane up` serves the API unless told otherwise (loopback only).
+  public static let defaultURL = "http://127.0.0.1:17880"
+  /// The token file under the state directory (0600), created at first start.
+  public static let tokenFileName = "admin.token"
+  public static let prefix = "/api/v1"
+}
+
+/// One TServer as an operator sees it.
+public struct ServerRow: Codable, Sendable, Equatable {
+  /// `App.Server`, what every command takes.
+  public var id: String
+  public var app: String
+  public var server: String
+  /// `tars` or `normal` (not-tars).
+  public var subType: String
+  public var replicas: Int
+  public var image: String
+  public var template: String
+  public var pods: Int
+  public var activePods: Int
+
+  public init(
+    id: String, app: String, server: String, subType: String, replicas: Int, image: String, template: String,
+    pods: Int, activePods: Int
+  ) {
+    self.id = id
+    self.app = app
+    self.server = server
+    self.subType = subType
+    self.replicas = replicas
+    self.image = image
+    self.template = template
+    self.pods = pods
+    self.activePods = activePods
+  }
+}
+
+public struct PodRow: Codable, Sendable, Equatable {
+  public var name: String
+  /// `App.Server`.
+  public var server: String
+  public var ip: String
+  public var phase: String
+  public var ready: Bool
+  /// The registry hands out its endpoints (`tars.io/active` True).
+  public var active: Bool
+  /// What tarsnode last reported: `setting/present/pid`, or why the pod is inactive.
+  public var state: String
+  public var restarts: Int
+  public var startTime: String
+  /// The pod's tarsnode process on this machine (one-machine mode only).
+  public var pid: Int?
+
+  public init(
+    name: String, server: String, ip: String, phase: String, ready: Bool, active: Bool, state: String, restarts: Int,
+    startTime: String, pid: Int?
+  ) {
+    self.name = name
+    self.server = server
+    self.ip = ip
+    self.phase = phase
+    self.ready = ready
+    self.active = active
+    self.state = state
+    self.restarts = restarts
+    self.startTime = startTime
+    self.pid = pid
+  }
+}
+
+/// The answer of one pod's NodeObj to a fanned-out command.
+public struct PodCallResult: Codable, Sendable, Equatable {
+  public var pod: String
+  public var ok: Bool
+  public var result: String
+
+  public init(pod: String, ok: Bool, result: String) {
+    self.pod = pod
+    self.ok = ok
+    self.result = result
+  }
+}
+
+public struct NotificationRow: Codable, Sendable, Equatable {
+  public var time: String
+  public var server: String
+  public var source: String
+  public var level: Int
+  public var message: String
+  public var alarm: Bool
+
+  public init(time: String, server: String, source: String, level: Int, message: String, alarm: Bool) {
+    self.time = time
+    self.server = server
+    self.source = source
+    self.level = level
+    self.message = message
+    self.alarm = alarm
+  }
+}
+
+public struct EventRow: Codable, Sendable, Equatable {
+  public var time: String
+  public var object: String
+  public var type: String
+  public var reason: String
+  public var message: String
+
+  public init(time: String, object: String, type: String, reason: String, message: String) {
+    self.time = time
+    self.object = object
+    self.type = type
+    self.reason = reason
+    self.message = message
+  }
+}
+
+/// What applying one object of a manifest did: created, configured, unchanged or rejected.
+public struct ApplyRow: Codable, Sendable, Equatable {
+  public var kind: String
+  public var name: String
+  public var action: String
+  public var problems: [String]
+
+  public init(kind: String, name: String, action: String, problems: [String] = []) {
+    self.kind = kind
+    self.name = name
+    self.action = action
+    self.problems = problems
+  }
+}
+
+public struct NotifyRequest: Codable, Sendable {
+  public var command: String
+  public init(command: String) { self.command = command }
+}
+
+public struct ScaleRequest: Codable, Sendable {
+  public var replicas: Int
+  public init(replicas: Int) { self.replicas = replicas }
+}
+
+/// Every error the API returns: `{"error": {"message": "…"}}` (Hummingbird's shape).
+public struct ErrorBody: Codable, Sendable {
+  public struct Detail: Codable, Sendable {
+    public var message: String?
+  }
+  public var error: Detail
+}

@@ -1,0 +1,281 @@
+import ArgumentParser
+import Foundation
+import TarsAdminAPI
+
+/// Where the admin API is and how to prove who we are; how to print.
+struct AdminOptions: ParsableArguments {
+  @Option(name: .customLong("admin"), help: "The admin API (default: $TARS_ADMIN_URL or http://127.0.0.1:17880).")
+  var url: String?
+
+  @Option(
+    name: .customLong("token-file"),
+    help: "The bearer token file (default: $TARS_ADMIN_TOKEN_FILE or ./.tars/admin.token).")
+  var tokenFile: String?
+
+  @Option(name: [.customShort("o"), .customLong("output")], help: "table or json.")
+  var output = "table"
+
+  func validate() throws {
+    guard output == "table" || output == "json" else { throw ValidationError("-o must be table or json") }
+  }
+
+  var json: Bool { output == "json" }
+
+  func client() throws -> AdminClient {
+    let env = ProcessInfo.processInfo.environment
+    let path = tokenFile ?? env["TARS_ADMIN_TOKEN_FILE"] ?? ".tars/\(AdminAPI.tokenFileName)"
+    do {
+      return AdminClient(
+        baseURL: url ?? env["TARS_ADMIN_URL"] ?? AdminAPI.defaultURL, token: try AdminClient.token(fromFile: path))
+    } catch {
+      throw fail(error.message)
+    }
+  }
+
+  /// Runs a request; failures become one `tarsctl:` line and exit 1.
+  func run<T>(_ body: (AdminClient) async throws(AdminClientError) -> T) async throws -> T {
+    let c = try client()
+    do {
+      return try await body(c)
+    } catch {
+      throw fail(error.message)
+    }
+  }
+
+  func printJSON<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
+  }
+}
+
+/// Columns padded to their widest cell, kubectl style.
+func printTable(_ header: [String], _ rows: [[String]]) {
+  var widths = header.map(\.count)
+  for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+  for r in [header] + rows {
+    let cells = r.enumerated().map { i, c in
+      i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+    }
+    print(cells.joined(separator: "   "))
+  }
+}
+
+struct Servers: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "List the Tars servers and how many pods are active.")
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let rows = try await admin.run { c throws(AdminClientError) in try await c.get("/servers", as: [ServerRow].self) }
+    if admin.json { return admin.printJSON(rows) }
+    printTable(
+      ["SERVER", "TYPE", "REPLICAS", "PODS", "ACTIVE", "IMAGE"],
+      rows.map { [$0.id, $0.subType, "\($0.replicas)", "\($0.pods)", "\($0.activePods)", $0.image] })
+  }
+}
+
+struct Pods: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "List the pods, their addresses and Tars states.")
+  @Argument(help: "Only this server's pods (App.Server).") var server: String?
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let query =
+      server.map { "?server=\($0.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? $0)" } ?? ""
+    let rows = try await admin.run { c throws(AdminClientError) in try await c.get("/pods" + query, as: [PodRow].self) }
+    if admin.json { return admin.printJSON(rows) }
+    printTable(
+      ["POD", "SERVER", "IP", "PHASE", "READY", "ACTIVE", "RESTARTS", "PID", "STATE"],
+      rows.map {
+        [
+          $0.name, $0.server, $0.ip, $0.phase, $0.ready ? "yes" : "no", $0.active ? "yes" : "no", "\($0.restarts)",
+          $0.pid.map(String.init) ?? "-", $0.state,
+        ]
+      })
+  }
+}
+
+/// start, stop, restart: the control plane calls each pod's NodeObj.
+enum ServerAction {
+  static func perform(_ action: String, server: String, admin: AdminOptions) async throws {
+    let rows = try await admin.run { c throws(AdminClientError) in
+      try c.decode(try await c.send(.POST, "/servers/\(escape(server))/\(action)")) as [PodCallResult]
+    }
+    if admin.json {
+      admin.printJSON(rows)
+    } else {
+      printTable(["POD", "OK", "RESULT"], rows.map { [$0.pod, $0.ok ? "yes" : "no", $0.result] })
+    }
+    if rows.contains(where: { !$0.ok }) { throw ExitCode(1) }
+  }
+}
+
+func escape(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? s }
+
+struct Start: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Start every pod's server (through its tarsnode).")
+  @Argument(help: "App.Server") var server: String
+  @OptionGroup var admin: AdminOptions
+  func run() async throws { try await ServerAction.perform("start", server: server, admin: admin) }
+}
+
+struct Stop: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Stop every pod's server; the pods stay, inactive, until start.")
+  @Argument(help: "App.Server") var server: String
+  @OptionGroup var admin: AdminOptions
+  func run() async throws { try await ServerAction.perform("stop", server: server, admin: admin) }
+}
+
+struct Restart: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Restart every pod's server.")
+  @Argument(help: "App.Server") var server: String
+  @OptionGroup var admin: AdminOptions
+  func run() async throws { try await ServerAction.perform("restart", server: server, admin: admin) }
+}
+
+struct Notify: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Send an admin command to every pod of a server and print each reply.",
+    discussion: "Example: tarsctl notify Test.HelloServer tars.viewstatus")
+  @Argument(help: "App.Server") var server: String
+  @Argument(parsing: .remaining, help: "The command and its arguments, e.g. tars.setloglevel DEBUG.")
+  var command: [String] = []
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    guard !command.isEmpty else { throw fail("give a command, e.g. tars.viewstatus (tars.help lists them)") }
+    let body = NotifyRequest(command: command.joined(separator: " "))
+    let rows = try await admin.run { c throws(AdminClientError) in
+      try await c.post("/servers/\(escape(server))/notify", body, as: [PodCallResult].self)
+    }
+    if admin.json {
+      admin.printJSON(rows)
+    } else {
+      for r in rows {
+        print("== \(r.pod)\(r.ok ? "" : " (failed)")")
+        print(r.result, terminator: r.result.hasSuffix("\n") || r.result.isEmpty ? "" : "\n")
+      }
+    }
+    if rows.contains(where: { !$0.ok }) { throw ExitCode(1) }
+  }
+}
+
+struct Logs: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Print the end of a pod's server output.")
+  @Argument(help: "The pod, e.g. test-helloserver-0.") var pod: String
+  @Option(name: .long, help: "Lines to print.") var tail = 100
+  @Flag(name: .long, help: "tarsnode's own log instead of the server's output.") var node = false
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let bytes = try await admin.run { c throws(AdminClientError) in
+      try await c.send(.GET, "/pods/\(escape(pod))/logs?tail=\(tail)\(node ? "&node=1" : "")")
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
+    print(text, terminator: text.hasSuffix("\n") || text.isEmpty ? "" : "\n")
+  }
+}
+
+struct Events: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "List recent events: pods created, started, stopped.")
+  @Option(name: .long, help: "How many.") var limit = 50
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let rows = try await admin.run { c throws(AdminClientError) in
+      try await c.get("/events?limit=\(limit)", as: [EventRow].self)
+    }
+    if admin.json { return admin.printJSON(rows) }
+    printTable(
+      ["TIME", "OBJECT", "TYPE", "REASON", "MESSAGE"],
+      rows.map { [$0.time, $0.object, $0.type, $0.reason, $0.message] })
+  }
+}
+
+struct Notifications: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "List what servers reported to NotifyObj (restarts, admin commands, alarms), newest first.")
+  @Argument(help: "Only this server (App.Server).") var server: String?
+  @Option(name: .long, help: "How many.") var limit = 50
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let query = "?limit=\(limit)" + (server.map { "&server=\($0)" } ?? "")
+    let rows = try await admin.run { c throws(AdminClientError) in
+      try await c.get("/notifications" + query, as: [NotificationRow].self)
+    }
+    if admin.json { return admin.printJSON(rows) }
+    printTable(
+      ["TIME", "SERVER", "SOURCE", "KIND", "MESSAGE"],
+      rows.map { [$0.time, $0.server, $0.source, $0.alarm ? "alarm" : "report", $0.message] })
+  }
+}
+
+struct Apply: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Apply TServer, TTemplate and TConfig manifests; bad objects are rejected with the reason.")
+  @Option(name: .shortAndLong, help: "A YAML file, or a folder of them.") var file: String
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
+      throw fail("no such file \(file)")
+    }
+    let files =
+      isDirectory.boolValue
+      ? ((try? FileManager.default.contentsOfDirectory(atPath: file)) ?? []).filter {
+        $0.hasSuffix(".yaml") || $0.hasSuffix(".yml")
+      }.sorted().map { file + "/" + $0 } : [file]
+    var all: [ApplyRow] = []
+    for f in files {
+      guard let text = try? String(contentsOfFile: f, encoding: .utf8) else { throw fail("cannot read \(f)") }
+      let rows = try await admin.run { c throws(AdminClientError) in
+        try c.decode(try await c.send(.POST, "/apply", body: Array(text.utf8), contentType: "application/yaml"))
+          as [ApplyRow]
+      }
+      all += rows
+    }
+    if admin.json {
+      admin.printJSON(all)
+    } else {
+      for r in all {
+        print(
+          "\(r.kind.lowercased())/\(r.name) \(r.action)"
+            + (r.problems.isEmpty ? "" : ": " + r.problems.joined(separator: "; ")))
+      }
+    }
+    if all.contains(where: { !$0.problems.isEmpty }) { throw ExitCode(1) }
+  }
+}
+
+struct Scale: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Set a server's replicas (spec.k8s.replicas).")
+  @Argument(help: "App.Server") var server: String
+  @Argument(help: "Replicas, 0-100.") var replicas: Int
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let row = try await admin.run { c throws(AdminClientError) in
+      try await c.post("/servers/\(escape(server))/scale", ScaleRequest(replicas: replicas), as: ApplyRow.self)
+    }
+    if admin.json { return admin.printJSON(row) }
+    print("tserver/\(row.name) \(row.action)")
+  }
+}
+
+struct Delete: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Delete a server: its pods stop gracefully and their directories are removed.")
+  @Argument(help: "App.Server") var server: String
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let row = try await admin.run { c throws(AdminClientError) in
+      try c.decode(try await c.send(.DELETE, "/servers/\(escape(server))")) as ApplyRow
+    }
+    if admin.json { return admin.printJSON(row) }
+    print("tserver/\(row.name) \(row.action)")
+  }
+}

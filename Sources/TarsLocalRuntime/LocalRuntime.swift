@@ -1,0 +1,541 @@
+import CTarsSpawn
+import Foundation
+import TarsKube
+import TarsProtocol
+
+/// Where and how the local pods run.
+public struct LocalRuntimeConfiguration: Sendable {
+  /// The state directory; pods live under `<state>/pods/<pod>/`.
+  public var stateDirectory: String
+  public var namespace = "tars"
+  /// The tarsnode binary every pod starts with.
+  public var tarsnode: String
+  /// Framework addresses handed to tarsnode.
+  public var registry: String
+  public var locator: String
+  public var notify: String
+  /// The NodeObj shared secret (tarsnode then listens on the pod's address and checks signatures).
+  public var secretFile: String
+  /// `spec.release.image` paths with a '/' are resolved against this directory.
+  public var workingDirectory: String
+  /// A bare `spec.release.image` name is a program in this directory (where the framework's
+  /// own binaries are installed; the examples are built there).
+  public var binDirectory: String
+  /// Start each tarsnode as PID 1 of its own PID namespace (needs root); otherwise tarsnode
+  /// is a child subreaper.
+  public var pidNamespaces = geteuid() == 0
+  /// What tarsnode gets to stop its server; the runtime SIGKILLs tarsnode 5 s after that.
+  public var graceSeconds = 10
+  /// The first address handed out; pods get consecutive 127.x addresses from here.
+  public var firstAddress: UInt32 = 0x7F00_6401  // 127.0.100.1
+  /// Level-triggered resync period: the runtime looks again even without a change.
+  public var resyncMs = 500
+
+  public init(
+    stateDirectory: String, tarsnode: String, registry: String, locator: String, notify: String,
+    secretFile: String, workingDirectory: String
+  ) {
+    self.stateDirectory = stateDirectory
+    self.tarsnode = tarsnode
+    self.registry = registry
+    self.locator = locator
+    self.notify = notify
+    self.secretFile = secretFile
+    self.workingDirectory = workingDirectory
+    binDirectory = workingDirectory
+  }
+}
+
+/// The kubelet and StatefulSet controller of the one-machine mode: turns every TServer replica
+/// into a pod object in the store and a tarsnode process on this machine, on its own 127.x
+/// address, and keeps the two in step. Level-triggered: each pass compares the TServers and
+/// pods in the caches with the processes it runs, so a missed event, a crash of a process or
+/// a restart of the control plane converges by itself.
+public actor LocalRuntime {
+  public let configuration: LocalRuntimeConfiguration
+  let store: any ObjectStore
+  let log: @Sendable (String) -> Void
+  public nonisolated let tservers: Informer
+  public nonisolated let pods: Informer
+  let wake: AsyncStream<Void>.Continuation
+  let wakes: AsyncStream<Void>
+  var processes: [String: PodProcess] = [:]
+  var backoff: [String: Backoff] = [:]
+  var shuttingDown = false
+  var eventCounter = 0
+
+  struct PodProcess {
+    var pid: pid_t
+    var started: Date
+    var stopRequested: Date?
+  }
+
+  struct Backoff {
+    var restarts: Int
+    var notBefore: Date
+  }
+
+  public static let podSelector = try! LabelSelector(parsing: "tars.io/ServerApp,tars.io/ServerName")
+
+  public init(
+    store: any ObjectStore, configuration: LocalRuntimeConfiguration, log: @escaping @Sendable (String) -> Void
+  ) {
+    self.store = store
+    self.configuration = configuration
+    self.log = log
+    let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    wakes = stream
+    wake = continuation
+    tservers = Informer(
+      store: store, resource: .tservers, namespace: configuration.namespace, onChange: { continuation.yield() })
+    pods = Informer(
+      store: store, resource: .pods, namespace: configuration.namespace, selector: Self.podSelector,
+      onChange: { continuation.yield() })
+  }
+
+  /// Runs until `shutdown()`: the informers, then a reconcile pass on every change and every
+  /// `resyncMs`.
+  public func run() async {
+    let informers = Task { [tservers, pods] in
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { await tservers.run() }
+        group.addTask { await pods.run() }
+      }
+    }
+    while !(tservers.hasSynced && pods.hasSynced) && !shuttingDown {
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    await stopLeftovers()
+    let ticker = Task { [wake, resync = configuration.resyncMs] in
+      while !Task.isCancelled {
+        try? await Task.sleep(for: .milliseconds(resync))
+        wake.yield()
+      }
+    }
+    for await _ in wakes {
+      if shuttingDown { break }
+      await reconcile()
+    }
+    ticker.cancel()
+    informers.cancel()
+  }
+
+  /// Stops every tarsnode gracefully (pods stay in the store, so the next start resumes them)
+  /// and ends `run()`.
+  public func shutdown() async {
+    shuttingDown = true
+    wake.finish()
+    for (pod, p) in processes where p.stopRequested == nil {
+      kill(p.pid, SIGTERM)
+      processes[pod]?.stopRequested = Date()
+      log("local: stopping \(pod) (tarsnode pid \(p.pid))")
+    }
+    let deadline = Date().addingTimeInterval(Double(configuration.graceSeconds + 5))
+    while !processes.isEmpty {
+      for (pod, p) in processes {
+        var status: Int32 = 0
+        if waitpid(p.pid, &status, WNOHANG) == p.pid {
+          processes[pod] = nil
+          removePIDFile(pod)
+          await markStopped(pod, reason: "Stopped", message: "the control plane stopped")
+        } else if Date() > deadline {
+          kill(p.pid, SIGKILL)
+        }
+      }
+      if !processes.isEmpty { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+  }
+
+  /// The tarsnode process of each running pod (host pids).
+  public func runningPIDs() -> [String: Int32] { processes.mapValues(\.pid) }
+
+  // MARK: Reconciling
+
+  /// The pods the TServers ask for: `<tserver>-<n>` for n below `spec.k8s.replicas` (0
+  /// without a release, as K8SFramework forces).
+  func desiredPods() -> [String: KubeObject] {
+    var out: [String: KubeObject] = [:]
+    for t in tservers.objects.values where t.deletionTimestamp == nil {
+      let image = t.spec?[path: ["release", "image"]]?.stringValue ?? ""
+      let replicas = image.trimmingCharacters(in: .whitespaces).isEmpty ? 0 : TServer(t).replicas
+      for n in 0..<max(0, Int(replicas)) { out["\(t.name)-\(n)"] = t }
+    }
+    return out
+  }
+
+  func reconcile() async {
+    reap()
+    if shuttingDown { return }
+    let desired = desiredPods()
+    var existing: [String: KubeObject] = [:]
+    for p in pods.objects.values { existing[p.name] = p }
+
+    for (name, server) in desired.sorted(by: { $0.key < $1.key }) where existing[name] == nil {
+      await createPod(name, server: server, used: Set(existing.values.compactMap { $0.status?["podIP"]?.stringValue }))
+      return  // the next pass sees it in the cache with its address
+    }
+    for (name, pod) in existing {
+      if let server = desired[name] {
+        if processes[name] == nil {
+          if let b = backoff[name], b.notBefore > Date() { continue }
+          await start(pod, server: server)
+        } else {
+          await syncReady(pod)
+        }
+      } else {
+        await remove(pod)
+      }
+    }
+  }
+
+  /// Collects tarsnodes that exited; a pod that should still run is restarted after a
+  /// backoff that doubles up to 30 s (kubelet's CrashLoopBackOff).
+  func reap() {
+    for (pod, p) in processes {
+      var status: Int32 = 0
+      guard waitpid(p.pid, &status, WNOHANG) == p.pid else { continue }
+      processes[pod] = nil
+      removePIDFile(pod)
+      let how = Self.describe(status)
+      if p.stopRequested != nil { continue }
+      var b = backoff[pod] ?? Backoff(restarts: 0, notBefore: Date())
+      if Date().timeIntervalSince(p.started) > 60 { b.restarts = 0 }
+      let delay = min(30.0, pow(2, Double(b.restarts)))
+      b.restarts += 1
+      b.notBefore = Date().addingTimeInterval(delay)
+      backoff[pod] = b
+      log("local: \(pod): tarsnode \(how); restarting in \(Int(delay)) s")
+      Task { [self] in
+        await markStopped(pod, reason: "Error", message: "tarsnode \(how)")
+        await event(pod, type: "Warning", reason: "BackOff", message: "tarsnode \(how); restarting in \(Int(delay)) s")
+      }
+    }
+  }
+
+  static func describe(_ status: Int32) -> String {
+    let signal = status & 0x7f
+    return signal == 0 ? "exited with status \((status >> 8) & 0xff)" : "was killed by signal \(signal)"
+  }
+
+  func createPod(_ name: String, server: KubeObject, used: Set<String>) async {
+    let app = server.spec?["app"]?.stringValue ?? ""
+    let serverName = server.spec?["server"]?.stringValue ?? ""
+    var address = configuration.firstAddress
+    while used.contains(Self.dotted(address)) || address & 0xff == 0 || address & 0xff == 0xff { address += 1 }
+    let ip = Self.dotted(address)
+    let image = server.spec?[path: ["release", "image"]]?.stringValue ?? ""
+    var pod = KubeObject(
+      .pods, namespace: configuration.namespace, name: name,
+      labels: ["tars.io/ServerApp": app, "tars.io/ServerName": serverName, "tars.io/managed-by": "tars-local"],
+      spec: .object([
+        ("nodeName", .string("local")), ("restartPolicy", .string("Always")),
+        ("readinessGates", .array([.object([("conditionType", .string("tars.io/active"))])])),
+        ("containers", .array([.object([("name", .string(server.name)), ("image", .string(image))])])),
+      ]))
+    pod.json = pod.json.setting(
+      path: ["metadata", "ownerReferences"],
+      .array([
+        .object([
+          ("apiVersion", .string(KubeResource.tservers.apiVersion)), ("kind", .string("TServer")),
+          ("name", .string(server.name)), ("uid", .string(server.uid)), ("controller", .bool(true)),
+        ])
+      ]))
+    do {
+      _ = try await store.create(.pods, pod)
+      _ = try await store.patch(
+        .pods, namespace: configuration.namespace, name: name,
+        .merge(
+          .object([
+            (
+              "status",
+              .object([
+                ("phase", .string("Pending")), ("hostIP", .string("127.0.0.1")), ("podIP", .string(ip)),
+                ("podIPs", .array([.object([("ip", .string(ip))])])), ("startTime", .string(kubeTimestamp())),
+                (
+                  "conditions",
+                  .array([
+                    Self.condition("PodScheduled", true), Self.condition("Initialized", true),
+                    Self.condition("ContainersReady", false), Self.condition("Ready", false),
+                  ])
+                ),
+              ])
+            )
+          ])), status: true)
+      log("local: created pod \(name) on \(ip)")
+      await event(name, type: "Normal", reason: "Scheduled", message: "assigned \(ip) on this machine")
+    } catch {
+      log("local: cannot create pod \(name): \(error)")
+    }
+  }
+
+  static func dotted(_ a: UInt32) -> String { "\(a >> 24).\((a >> 16) & 0xff).\((a >> 8) & 0xff).\(a & 0xff)" }
+
+  static func condition(_ type: String, _ status: Bool, reason: String? = nil, message: String? = nil) -> JSONValue {
+    var m: [(String, JSONValue)] = [
+      ("type", .string(type)), ("status", .string(status ? "True" : "False")),
+      ("lastTransitionTime", .string(kubeTimestamp())),
+    ]
+    if let reason { m.append(("reason", .string(reason))) }
+    if let message { m.append(("message", .string(message))) }
+    return .object(m)
+  }
+
+  public func podDirectory(_ pod: String) -> String { "\(configuration.stateDirectory)/pods/\(pod)" }
+
+  /// Where the server's own output goes (what `tarsctl logs` shows).
+  public nonisolated static func outputLog(podDirectory: String, app: String, server: String) -> String {
+    "\(podDirectory)/log/\(app)/\(server)/\(app).\(server).stdout.log"
+  }
+
+  func start(_ pod: KubeObject, server: KubeObject) async {
+    let name = pod.name
+    guard let ip = pod.status?["podIP"]?.stringValue, !ip.isEmpty else { return }
+    let app = server.spec?["app"]?.stringValue ?? ""
+    let serverName = server.spec?["server"]?.stringValue ?? ""
+    let isTars = (server.spec?["subType"]?.stringValue ?? "tars") == "tars"
+    let serverType = server.annotations["tars.io/ServerType"] ?? (isTars ? "cpp" : "not-tars")
+    var image = server.spec?[path: ["release", "image"]]?.stringValue ?? ""
+    if !image.contains("/") {
+      image = configuration.binDirectory + "/" + image
+    } else if !image.hasPrefix("/") {
+      image = configuration.workingDirectory + "/" + image
+    }
+    let dir = podDirectory(name)
+    let fm = FileManager.default
+    var isDirectory: ObjCBool = false
+    guard fm.fileExists(atPath: image, isDirectory: &isDirectory), !isDirectory.boolValue,
+      fm.isExecutableFile(atPath: image)
+    else {
+      await failStart(name, "spec.release.image \(image) is not an executable file on this machine")
+      return
+    }
+    // The "image": a bin directory holding the server binary under its server name, where
+    // tarsnode looks for it (`/usr/local/server/bin/<ServerName>` in a real image).
+    let bin = dir + "/image"
+    do {
+      for d in [bin, dir + "/base", dir + "/log"] {
+        try fm.createDirectory(atPath: d, withIntermediateDirectories: true)
+      }
+      try? fm.removeItem(atPath: bin + "/" + serverName)
+      try fm.createSymbolicLink(atPath: bin + "/" + serverName, withDestinationPath: image)
+    } catch {
+      await failStart(name, "cannot prepare \(dir): \(error)")
+      return
+    }
+    let arguments = [
+      configuration.tarsnode, "--image-bin-dir", bin, "--base-dir", "\(dir)/base/\(app).\(serverName)",
+      "--log-dir", dir + "/log", "--registry", configuration.registry, "--locator", configuration.locator,
+      "--notify", configuration.notify, "--secret-file", configuration.secretFile,
+      "--grace", "\(configuration.graceSeconds)", "--no-stdout-copy",
+    ]
+    var environment = ProcessInfo.processInfo.environment.filter {
+      ["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME"].contains($0.key)
+    }
+    for (k, v) in [
+      ("PodName", name), ("PodIP", ip), ("Namespace", configuration.namespace), ("ServerApp", app),
+      ("ServerName", serverName), ("ServerType", serverType), ("HOSTNAME", name),
+    ] {
+      environment[k] = v
+    }
+    let logFD = open(dir + "/tarsnode.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    defer { if logFD >= 0 { close(logFD) } }
+    let nullFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    defer { if nullFD >= 0 { close(nullFD) } }
+    var failedStep: UnsafePointer<CChar>?
+    let pid = Self.spawn(
+      arguments, environment: environment.map { "\($0.key)=\($0.value)" }, cwd: dir, stdin: nullFD, output: logFD,
+      pidNamespace: configuration.pidNamespaces, failedStep: &failedStep)
+    guard pid > 0 else {
+      let step = failedStep.map { String(cString: $0) } ?? "spawn"
+      await failStart(name, "cannot start tarsnode: \(step): \(String(cString: strerror(-pid)))")
+      return
+    }
+    processes[name] = PodProcess(pid: pid, started: Date())
+    try? "\(pid)\n".write(toFile: dir + "/tarsnode.pid", atomically: true, encoding: .utf8)
+    log("local: \(name): tarsnode pid \(pid) on \(ip)\(configuration.pidNamespaces ? " (own PID namespace)" : "")")
+    let restarts = backoff[name]?.restarts ?? 0
+    await patchStatus(
+      name,
+      .object([
+        ("phase", .string("Running")),
+        ("conditions", .array([Self.condition("ContainersReady", true)])),
+        (
+          "containerStatuses",
+          .array([
+            .object([
+              ("name", .string(server.name)), ("image", .string(image)), ("ready", .bool(true)),
+              ("started", .bool(true)), ("restartCount", .integer(Int64(restarts))),
+              ("state", .object([("running", .object([("startedAt", .string(kubeTimestamp()))]))])),
+            ])
+          ])
+        ),
+      ]))
+    await event(name, type: "Normal", reason: "Started", message: "started tarsnode (pid \(pid)) for \(image)")
+  }
+
+  static func spawn(
+    _ arguments: [String], environment: [String], cwd: String, stdin: Int32, output: Int32, pidNamespace: Bool,
+    failedStep: inout UnsafePointer<CChar>?
+  ) -> pid_t {
+    let argv = arguments.map { strdup($0) } + [nil]
+    let envp = environment.map { strdup($0) } + [nil]
+    defer {
+      for p in argv { free(p) }
+      for p in envp { free(p) }
+    }
+    return arguments[0].withCString { path in
+      cwd.withCString { cwdPath in
+        argv.withUnsafeBufferPointer { a in
+          envp.withUnsafeBufferPointer { e in
+            var o = ctars_spawn_options()
+            o.path = path
+            o.argv = a.baseAddress
+            o.envp = e.baseAddress
+            o.cwd = cwdPath
+            o.stdin_fd = stdin
+            o.stdout_fd = output
+            o.stderr_fd = output
+            o.new_session = 1
+            o.new_pid_namespace = pidNamespace ? 1 : 0
+            return ctars_spawn(&o, &failedStep)
+          }
+        }
+      }
+    }
+  }
+
+  func failStart(_ pod: String, _ message: String) async {
+    log("local: \(pod): \(message)")
+    var b = backoff[pod] ?? Backoff(restarts: 0, notBefore: Date())
+    b.restarts += 1
+    b.notBefore = Date().addingTimeInterval(min(30, pow(2, Double(b.restarts))))
+    backoff[pod] = b
+    await patchStatus(
+      pod,
+      .object([
+        ("conditions", .array([Self.condition("ContainersReady", false, reason: "StartFailed", message: message)]))
+      ]))
+    await event(pod, type: "Warning", reason: "Failed", message: message)
+  }
+
+  /// Ready follows the readiness gate: the container runs and tarsnode reported Active.
+  func syncReady(_ pod: KubeObject) async {
+    let active = pod.condition("tars.io/active")?["status"]?.stringValue == "True"
+    let ready = pod.condition("Ready")?["status"]?.stringValue == "True"
+    guard active != ready else { return }
+    await patchStatus(pod.name, .object([("conditions", .array([Self.condition("Ready", active)]))]))
+  }
+
+  /// A pod whose tarsnode is gone: no longer ready, and no longer active — nothing is left to
+  /// tell the registry otherwise.
+  func markStopped(_ pod: String, reason: String, message: String) async {
+    guard pods.object(namespace: configuration.namespace, name: pod) != nil else { return }
+    await patchStatus(
+      pod,
+      .object([
+        (
+          "conditions",
+          .array([
+            Self.condition("ContainersReady", false, reason: reason, message: message),
+            Self.condition("Ready", false, reason: reason),
+            Self.condition("tars.io/active", false, reason: "ContainerNotRunning", message: message),
+          ])
+        )
+      ]))
+  }
+
+  /// A pod no TServer asks for: its tarsnode stops gracefully, then the pod and its
+  /// directory go.
+  func remove(_ pod: KubeObject) async {
+    let name = pod.name
+    if let p = processes[name] {
+      if p.stopRequested == nil {
+        kill(p.pid, SIGTERM)
+        processes[name]?.stopRequested = Date()
+        log("local: stopping \(name) (scaled down or deleted)")
+        await event(name, type: "Normal", reason: "Killing", message: "stopping tarsnode (pid \(p.pid))")
+      } else if Date().timeIntervalSince(p.stopRequested!) > Double(configuration.graceSeconds + 5) {
+        kill(p.pid, SIGKILL)
+      }
+      return
+    }
+    do {
+      try await store.delete(.pods, namespace: configuration.namespace, name: name)
+    } catch  where error.code == 404 {
+    } catch {
+      log("local: cannot delete pod \(name): \(error)")
+      return
+    }
+    backoff[name] = nil
+    try? FileManager.default.removeItem(atPath: podDirectory(name))
+    log("local: deleted pod \(name)")
+    await event(name, type: "Normal", reason: "Deleted", message: "pod and its directory removed")
+  }
+
+  func patchStatus(_ pod: String, _ status: JSONValue) async {
+    do {
+      _ = try await store.patch(
+        .pods, namespace: configuration.namespace, name: pod, .strategicMerge(.object([("status", status)])),
+        status: true)
+    } catch  where error.code == 404 {
+    } catch {
+      log("local: cannot update the status of \(pod): \(error)")
+    }
+  }
+
+  /// Records a Kubernetes Event about a pod (what `tarsctl events` lists).
+  func event(_ pod: String, type: String, reason: String, message: String) async {
+    eventCounter += 1
+    let now = kubeTimestamp()
+    let name = "\(pod).\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16))\(eventCounter)"
+    let o = KubeObject(
+      .object([
+        ("apiVersion", .string("v1")), ("kind", .string("Event")),
+        ("metadata", .object([("name", .string(name)), ("namespace", .string(configuration.namespace))])),
+        (
+          "involvedObject",
+          .object([("kind", .string("Pod")), ("name", .string(pod)), ("namespace", .string(configuration.namespace))])
+        ),
+        ("reason", .string(reason)), ("message", .string(message)), ("type", .string(type)),
+        ("source", .object([("component", .string("tars-local"))])), ("firstTimestamp", .string(now)),
+        ("lastTimestamp", .string(now)), ("count", .integer(1)),
+      ]))
+    do {
+      _ = try await store.create(.events, o)
+    } catch {
+      log("local: cannot record event \(reason) for \(pod): \(error)")
+    }
+  }
+
+  // MARK: Resuming
+
+  /// tarsnodes a previous control plane left running (it was killed, not stopped): stopped
+  /// now, so each pod starts again under this one.
+  func stopLeftovers() async {
+    let root = configuration.stateDirectory + "/pods"
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return }
+    var waiting: [pid_t] = []
+    for pod in names {
+      guard let text = try? String(contentsOfFile: "\(root)/\(pod)/tarsnode.pid", encoding: .utf8),
+        let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0
+      else { continue }
+      let cmdline = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+      let words = String(decoding: cmdline, as: UTF8.self).split(separator: "\0").map(String.init)
+      if words.first.map({ $0.hasSuffix("tarsnode") }) == true, words.contains("\(root)/\(pod)/image") {
+        log("local: stopping \(pod)'s tarsnode (pid \(pid)) left by an earlier run")
+        kill(pid, SIGTERM)
+        waiting.append(pid)
+      }
+      removePIDFile(pod)
+    }
+    let deadline = Date().addingTimeInterval(Double(configuration.graceSeconds + 5))
+    while !waiting.isEmpty {
+      waiting.removeAll { kill($0, 0) != 0 }
+      if Date() > deadline { for p in waiting { kill(p, SIGKILL) } }
+      if !waiting.isEmpty { try? await Task.sleep(for: .milliseconds(50)) }
+    }
+    for pod in pods.objects.values { await markStopped(pod.name, reason: "Resuming", message: "not started yet") }
+  }
+
+  func removePIDFile(_ pod: String) { unlink(podDirectory(pod) + "/tarsnode.pid") }
+}

@@ -1,0 +1,326 @@
+import Foundation
+import NIOPosix
+import TarsAdmin
+import TarsAdminAPI
+import TarsAuth
+import TarsConfigService
+import TarsEmbeddedStore
+import TarsFramework
+import TarsKube
+import TarsLocalRuntime
+import TarsNIO
+import TarsNotifyService
+import TarsProtocol
+import TarsRegistry
+
+/// The whole framework in one process on one machine: the embedded store under a state
+/// directory, the registry, ConfigObj, NotifyObj, the admin API, and the local runtime that
+/// runs each TServer replica as a tarsnode-supervised "pod" — the same services, on the same
+/// store interface, as on Kubernetes.
+public final class OneMachine: Sendable {
+  public struct Options: Sendable {
+    /// Everything that survives a restart: the store, the token, the NodeObj secret, the pods.
+    public var stateDirectory = ".tars"
+    /// A folder (every *.yaml / *.yml in name order) or one file applied at start.
+    public var manifests: String?
+    public var namespace = "tars"
+    /// The framework's services listen here only.
+    public var host = "127.0.0.1"
+    public var queryPort = 17890
+    public var registryPort = 17891
+    public var configPort = 17892
+    public var notifyPort = 17893
+    public var adminPort = 17880
+    /// 0: no metrics listener.
+    public var metricsPort = 0
+    public var tarsnode: String
+    public var graceSeconds = 10
+    public var pidNamespaces = geteuid() == 0
+    /// The first pod address; the next pods get the following ones.
+    public var firstPodIP = "127.0.100.1"
+
+    public init(tarsnode: String) { self.tarsnode = tarsnode }
+  }
+
+  public let options: Options
+  public let store: EmbeddedStore
+  public let registry: RegistryService
+  public let runtime: LocalRuntime
+  public let admin: AdminServer
+  public let notify: NotifyService
+  public let stateDirectory: String
+  public let tokenFile: String
+  let services: [TarsNIOServer]
+  let tasks: [Task<Void, Never>]
+  let nodeClient: TarsNIOClient
+
+  init(
+    options: Options, store: EmbeddedStore, registry: RegistryService, runtime: LocalRuntime, admin: AdminServer,
+    notify: NotifyService, stateDirectory: String, tokenFile: String, services: [TarsNIOServer],
+    tasks: [Task<Void, Never>], nodeClient: TarsNIOClient
+  ) {
+    self.options = options
+    self.store = store
+    self.registry = registry
+    self.runtime = runtime
+    self.admin = admin
+    self.notify = notify
+    self.stateDirectory = stateDirectory
+    self.tokenFile = tokenFile
+    self.services = services
+    self.tasks = tasks
+    self.nodeClient = nodeClient
+  }
+
+  public var locator: String { "tars.tarsregistry.QueryObj@tcp -h \(options.host) -p \(registry.query.port)" }
+  public var adminURL: String { "http://\(options.host):\(admin.port)" }
+
+  /// Starts everything; on failure whatever started is stopped again and the error says why.
+  public static func start(_ o: Options, log: @escaping @Sendable (String) -> Void) async throws -> OneMachine {
+    let fm = FileManager.default
+    let cwd = fm.currentDirectoryPath
+    let state = o.stateDirectory.hasPrefix("/") ? o.stateDirectory : cwd + "/" + o.stateDirectory
+    try fm.createDirectory(atPath: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    guard fm.isExecutableFile(atPath: o.tarsnode) else {
+      throw OneMachineError("tarsnode not found at \(o.tarsnode): build it (swift build) or pass --tarsnode")
+    }
+    let tokenFile = state + "/" + AdminAPI.tokenFileName
+    let token = try secretFile(tokenFile)
+    let secretPath = state + "/node.secret"
+    _ = try secretFile(secretPath)
+    let nodeAuth = try NodeCallAuth(secretFile: secretPath)
+
+    let store = try EmbeddedStore(path: state + "/store.sqlite")
+    try await prepare(store, namespace: o.namespace, log: log)
+
+    let group = MultiThreadedEventLoopGroup.singleton
+    func ep(_ port: Int) -> [EndpointF] {
+      var e = EndpointF()
+      e.host = o.host
+      e.port = Int32(port)
+      e.timeout = 6000
+      e.istcp = 1
+      return [e]
+    }
+    var started: [TarsNIOServer] = []
+    var tasks: [Task<Void, Never>] = []
+    do {
+      // The pods let ConfigObj tell which pod asks (per-pod files).
+      let configPods = Informer(
+        store: store, resource: .pods, namespace: o.namespace, selector: LocalRuntime.podSelector)
+      let config = ConfigService(store: store, namespace: o.namespace, pods: configPods)
+      tasks.append(Task { await config.run() })
+      tasks.append(Task { await configPods.run() })
+      let notify = NotifyService()
+      let configServer = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: o.host, port: o.configPort, timeout: 60_000),
+        servants: ["tars.tarsconfig.ConfigObj": config], group: group)
+      started.append(configServer)
+      let notifyServer = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: o.host, port: o.notifyPort, timeout: 60_000),
+        servants: ["tars.tarsnotify.NotifyObj": notify], group: group)
+      started.append(notifyServer)
+
+      var rc = RegistryService.Configuration(namespace: o.namespace)
+      rc.bindHost = o.host
+      rc.queryPort = o.queryPort
+      rc.registryPort = o.registryPort
+      rc.metricsPort = o.metricsPort == 0 ? nil : o.metricsPort
+      rc.advertisedHost = o.host
+      rc.extraBuiltins = [
+        "tars.tarsconfig.ConfigObj": ep(configServer.port), "tars.tarsnotify.NotifyObj": ep(notifyServer.port),
+      ]
+      let registry = try await RegistryService.start(store: store, configuration: rc, group: group, log: log)
+
+      var lc = LocalRuntimeConfiguration(
+        stateDirectory: state, tarsnode: o.tarsnode,
+        registry: "tars.tarsregistry.RegistryObj@tcp -h \(o.host) -p \(registry.registry.port) -t 3000",
+        locator: "tars.tarsregistry.QueryObj@tcp -h \(o.host) -p \(registry.query.port)",
+        notify: "tars.tarsnotify.NotifyObj@tcp -h \(o.host) -p \(notifyServer.port)", secretFile: secretPath,
+        workingDirectory: cwd)
+      lc.namespace = o.namespace
+      lc.binDirectory = (o.tarsnode as NSString).deletingLastPathComponent
+      lc.graceSeconds = o.graceSeconds
+      lc.pidNamespaces = o.pidNamespaces
+      let octets = o.firstPodIP.split(separator: ".").compactMap { UInt32($0) }
+      guard octets.count == 4, octets[0] == 127, octets.allSatisfy({ $0 < 256 }) else {
+        throw OneMachineError("--first-pod-ip must be an address in 127.0.0.0/8, not \(o.firstPodIP)")
+      }
+      lc.firstAddress = octets.reduce(0) { $0 << 8 | $1 }
+      let runtime = LocalRuntime(store: store, configuration: lc, log: log)
+      tasks.append(Task { await runtime.run() })
+
+      let nodeClient = TarsNIOClient(group: group)
+      var deps = AdminServer.Dependencies(
+        store: store, namespace: o.namespace, tservers: runtime.tservers, pods: runtime.pods, notify: notify,
+        nodeAuth: nodeAuth, nodeClient: nodeClient)
+      deps.processes = { await runtime.runningPIDs() }
+      deps.logs = { pod, app, server, tail, node in
+        let dir = "\(state)/pods/\(pod)"
+        let path =
+          node ? dir + "/tarsnode.log" : LocalRuntime.outputLog(podDirectory: dir, app: app, server: server)
+        return tailLines(path, tail)
+      }
+      let admin: AdminServer
+      do {
+        admin = try await AdminServer.start(host: o.host, port: o.adminPort, token: token, dependencies: deps, log: log)
+      } catch {
+        await registry.stop()
+        await runtime.shutdown()
+        throw error
+      }
+      let machine = OneMachine(
+        options: o, store: store, registry: registry, runtime: runtime, admin: admin, notify: notify,
+        stateDirectory: state, tokenFile: tokenFile, services: started, tasks: tasks, nodeClient: nodeClient)
+      if let manifests = o.manifests {
+        try await machine.apply(path: manifests, log: log)
+      }
+      return machine
+    } catch {
+      for t in tasks { t.cancel() }
+      for s in started { try? await s.close() }
+      throw error
+    }
+  }
+
+  /// Applies every manifest file under `path`; rejected objects are reported and skipped.
+  @discardableResult
+  public func apply(path: String, log: @Sendable (String) -> Void) async throws -> [ApplyRowWithFile] {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+      throw OneMachineError("no manifests at \(path)")
+    }
+    let files =
+      isDirectory.boolValue
+      ? (try FileManager.default.contentsOfDirectory(atPath: path)).filter {
+        $0.hasSuffix(".yaml") || $0.hasSuffix(".yml")
+      }.sorted().map { path + "/" + $0 } : [path]
+    var objects: [(String, KubeObject)] = []
+    // A file that cannot be read is reported and skipped: the others still apply.
+    for file in files {
+      do {
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        objects += try ManifestApplier.parse(text, source: file).map { (file, $0) }
+      } catch {
+        log("apply: \(file) skipped: \(error)")
+      }
+    }
+    let rows = await ManifestApplier(store: store, namespace: options.namespace).apply(objects.map(\.1))
+    var out: [ApplyRowWithFile] = []
+    for (row, (file, _)) in zip(rows, objects) {
+      let name = (file as NSString).lastPathComponent
+      if row.problems.isEmpty {
+        log("apply: \(row.kind) \(row.name) \(row.action) (\(name))")
+      } else {
+        log("apply: \(row.kind) \(row.name) REJECTED (\(name)): \(row.problems.joined(separator: "; "))")
+      }
+      out.append(ApplyRowWithFile(file: file, row: row))
+    }
+    return out
+  }
+
+  /// Stops the API, then every pod gracefully (they resume at the next start), then the
+  /// framework's services.
+  public func stop() async {
+    await admin.stop()
+    await runtime.shutdown()
+    await registry.stop()
+    for s in services { try? await s.close() }
+    for t in tasks { t.cancel() }
+    await nodeClient.close()
+  }
+
+  /// The namespace and the default template K8SFramework installs with the framework.
+  static func prepare(_ store: EmbeddedStore, namespace: String, log: @Sendable (String) -> Void) async throws {
+    do {
+      _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: namespace))
+    } catch  where error.code == 409 {}
+    do {
+      _ = try await store.create(
+        .ttemplates,
+        KubeObject(
+          .ttemplates, namespace: namespace, name: "tars.default",
+          spec: .object([("content", .string(defaultTemplate)), ("parent", .string("tars.default"))])))
+      log("created the default template tars.default")
+    } catch  where error.code == 409 {}
+  }
+
+  /// What every server's config starts from: the locator, and the framework's ConfigObj and
+  /// NotifyObj by name.
+  public static let defaultTemplate = """
+    <tars>
+      <application>
+        enableset=${enableset}
+        setdivision=${setdivision}
+        <client>
+          locator=${locator}
+          sync-invoke-timeout=3000
+          async-invoke-timeout=5000
+          refresh-endpoint-interval=60000
+          asyncthread=${asyncthread}
+          modulename=${modulename}
+        </client>
+        <server>
+          app=${app}
+          server=${server}
+          localip=${localip}
+          local=${local}
+          basepath=${basepath}
+          datapath=${datapath}
+          logpath=${logpath}
+          logLevel=INFO
+          config=tars.tarsconfig.ConfigObj
+          notify=tars.tarsnotify.NotifyObj
+          deactivating-timeout=3000
+        </server>
+      </application>
+    </tars>
+
+    """
+
+  /// Reads a secret file, creating it with 32 random bytes (hex) and mode 0600 the first time.
+  static func secretFile(_ path: String) throws -> String {
+    if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+      let attributes = try FileManager.default.attributesOfItem(atPath: path)
+      if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
+        throw OneMachineError("\(path) is readable by others (mode \(String(mode, radix: 8))): chmod 600 it")
+      }
+      return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    // SystemRandomNumberGenerator is the kernel's CSPRNG (getrandom) on Linux.
+    var generator = SystemRandomNumberGenerator()
+    let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    let text = Hex.encode(bytes)
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { throw OneMachineError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let line = Array((text + "\n").utf8)
+    guard write(fd, line, line.count) == line.count else { throw OneMachineError("cannot write \(path)") }
+    return text
+  }
+}
+
+public struct ApplyRowWithFile: Sendable {
+  public var file: String
+  public var row: ApplyRow
+}
+
+public struct OneMachineError: Error, Sendable, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// The last `count` lines of a file (the whole file when it is short), nil when it does not exist.
+func tailLines(_ path: String, _ count: Int) -> String? {
+  guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+  defer { try? handle.close() }
+  let size = (try? handle.seekToEnd()) ?? 0
+  let window: UInt64 = min(size, UInt64(max(count, 1)) * 512 + 65536)
+  try? handle.seek(toOffset: size - window)
+  let data = (try? handle.readToEnd()) ?? Data()
+  var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+  if window < size, !lines.isEmpty { lines.removeFirst() }
+  if lines.last == "" { lines.removeLast() }
+  return lines.suffix(count).joined(separator: "\n") + (lines.isEmpty ? "" : "\n")
+}
