@@ -162,7 +162,7 @@ let package = Package(
       name: "tars-bench",
       dependencies: [
         "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsRegistry", "TarsEmbeddedStore", "TarsKube",
-        .product(name: "NIOPosix", package: "swift-nio"),
+        "TarsAuth", .product(name: "NIOPosix", package: "swift-nio"),
       ],
       path: "Benchmarks/TarsBench", swiftSettings: strict),
 

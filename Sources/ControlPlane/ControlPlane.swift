@@ -140,6 +140,7 @@ struct UpCommand: AsyncParsableCommand {
     } catch {
       throw ValidationError("cannot start: \(error)")
     }
+    let started = ContinuousClock.now
     print(
       """
       Tars is up (state in \(machine.stateDirectory); pods in \(o.pidNamespaces ? "their own PID namespaces" : "subreaper mode")).
@@ -154,7 +155,18 @@ struct UpCommand: AsyncParsableCommand {
       Ctrl-C stops everything; starting again resumes.
       """)
     fflush(nil)
+    let readiness = Task {
+      if let count = await machine.waitUntilAllActive(timeout: .seconds(120)), count > 0 {
+        let elapsed = ContinuousClock.now - started
+        let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        print("All \(count) pods are active (\(ms) ms after the services started).")
+      } else {
+        print("Not every pod is active after 120 s: tarsctl pods and tarsctl events say why.")
+      }
+      fflush(nil)
+    }
     let signal = await waitForTermination()
+    readiness.cancel()
     log("up: stopping (signal \(signal)); pods get \(grace) s")
     await machine.stop()
     log("up: stopped")

@@ -219,6 +219,23 @@ public final class OneMachine: Sendable {
     return out
   }
 
+  /// Waits until every replica of every TServer is active (what a newcomer waits for after
+  /// `up`), and returns how many pods that is; nil on timeout.
+  public func waitUntilAllActive(timeout: Duration) async -> Int? {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+      let servers = runtime.tservers.objects.values.filter {
+        TServer($0).replicas > 0 && !($0.spec?[path: ["release", "image"]]?.stringValue ?? "").isEmpty
+      }
+      let pods = runtime.pods.objects.values
+      let wanted = servers.reduce(0) { $0 + Int(TServer($1).replicas) }
+      let active = pods.filter { $0.condition("tars.io/active")?["status"]?.stringValue == "True" }.count
+      if runtime.tservers.hasSynced && active == wanted && pods.count == wanted { return wanted }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    return nil
+  }
+
   /// Stops the API, then every pod gracefully (they resume at the next start), then the
   /// framework's services.
   public func stop() async {

@@ -7,7 +7,7 @@ import Testing
 struct IDLTests {
   @Test func generatedFilesAreCurrent() throws {
     let outputs = try GenerationPlan.project(root: Fixtures.repositoryRoot.path).render()
-    #expect(outputs.count == 14, "RequestF, nine framework files, three monitor files and the test IDL")
+    #expect(outputs.count == 15, "RequestF, nine framework files, three monitor files, the test IDL and the example")
     for (path, text) in outputs {
       let committed = try? String(contentsOfFile: path, encoding: .utf8)
       #expect(committed == text, "\(path) is stale: run `swift run tars2swift --project`")

@@ -145,15 +145,40 @@ struct SupervisionTests {
   }
 
   @Test func withoutASecretNodeObjIsLoopbackOnly() throws {
+    // A pod IP that is not loopback (127.x pod IPs are the one-machine mode's): this machine's own.
+    guard let podIP = nonLoopbackIPv4() else {
+      print("SKIPPED withoutASecretNodeObjIsLoopbackOnly: this machine has no non-loopback IPv4 address")
+      return
+    }
     let pod = try TestPod(profile: TestPod.profile())
     defer { pod.dir.remove() }
-    let node = try NodeProcess(pod.arguments(["--pod-ip", "127.0.0.2"]), dir: pod.dir)
+    let node = try NodeProcess(pod.arguments(["--pod-ip", podIP]), dir: pod.dir)
     defer { node.terminate() }
     #expect(eventually { pod.state()?.present == "Active" }, "\(node.stderr)")
     #expect(throws: TarsCtlError.self) {
-      try TarsCtl(timeoutMs: 2000).node(.state, node: "tcp -h 127.0.0.2 -p \(pod.nodeObjPort)", secretFile: nil)
+      try TarsCtl(timeoutMs: 2000).node(.state, node: "tcp -h \(podIP) -p \(pod.nodeObjPort)", secretFile: nil)
     }
     #expect(node.stderr.contains("no secret: loopback only"))
+  }
+
+  @Test func aLoopbackPodIPKeepsServerObjAndAdminObjOnIt() throws {
+    // One-machine mode: several pods share the machine, each on its own 127.x address.
+    let pod = try TestPod(profile: TestPod.profile())
+    defer { pod.dir.remove() }
+    let node = try NodeProcess(pod.arguments(["--pod-ip", "127.0.0.3"]), dir: pod.dir)
+    defer { node.terminate() }
+    let onPodIP = "tcp -h 127.0.0.3 -p \(pod.nodeObjPort)"
+    #expect(
+      eventually {
+        (try? TarsCtl(timeoutMs: 2000).node(.state, node: onPodIP, secretFile: nil))?.contains("present: Active")
+          == true
+      }, "\(node.stderr)")
+    #expect(node.stderr.contains("ServerObj on 127.0.0.3:\(pod.serverObjPort)"), "\(node.stderr)")
+    let config = try String(
+      contentsOfFile: pod.dir.file("base/conf/Test.HelloServer.config.conf"), encoding: .utf8)
+    #expect(config.contains("local=tcp -h 127.0.0.3 -p \(pod.adminPort) -t 3000"))
+    #expect(config.contains("node=tars.tarsnode.ServerObj@tcp -h 127.0.0.3 -p \(pod.serverObjPort) -t 60000"))
+    #expect(throws: TarsCtlError.self) { try pod.ctl(.state) }  // nothing on 127.0.0.1
   }
 
   @Test func heartbeatsFromOtherServersAreRefused() throws {
@@ -181,4 +206,25 @@ struct SupervisionTests {
         .ret == 0)
     #expect(try pod.ctl(.state).contains("version: 9"))
   }
+}
+
+/// The first IPv4 address of an interface that is up and not loopback.
+func nonLoopbackIPv4() -> String? {
+  var list: UnsafeMutablePointer<ifaddrs>?
+  guard getifaddrs(&list) == 0 else { return nil }
+  defer { freeifaddrs(list) }
+  var p = list
+  while let a = p {
+    defer { p = a.pointee.ifa_next }
+    guard let addr = a.pointee.ifa_addr, addr.pointee.sa_family == sa_family_t(AF_INET),
+      a.pointee.ifa_flags & UInt32(IFF_LOOPBACK) == 0, a.pointee.ifa_flags & UInt32(IFF_UP) != 0
+    else { continue }
+    var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+    guard
+      getnameinfo(addr, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST)
+        == 0
+    else { continue }
+    return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+  return nil
 }
