@@ -173,10 +173,11 @@ let package = Package(
       swiftSettings: strict),
     // A business server stand-in that talks to tarsnode the way TarsCpp servers do.
     .executableTarget(
-      name: "tars-test-server", dependencies: ["TarsRPC", "TarsFramework", "TarsTestSupport"],
+      name: "tars-test-server", dependencies: ["TarsRPC", "TarsFramework", "TarsTestSupport", "TarsExampleHello"],
       path: "Tests/TarsTestServer", swiftSettings: strict),
     .testTarget(
-      name: "TarsProtocolTests", dependencies: ["TarsProtocol", "TarsFramework", "TarsMonitor", "TarsTestSupport"],
+      name: "TarsProtocolTests",
+      dependencies: ["TarsProtocol", "TarsFramework", "TarsMonitor", "TarsTestSupport", "TarsExampleHello"],
       swiftSettings: strict),
     .testTarget(
       name: "TarsNodeTests",
@@ -207,7 +208,7 @@ let package = Package(
     .testTarget(
       name: "TarsRPCTests",
       dependencies: [
-        "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsCtlCore", "TarsTestSupport",
+        "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsCtlCore", "TarsTestSupport", "TarsExampleHello",
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: strict),

@@ -120,8 +120,9 @@ struct UpCommand: AsyncParsableCommand {
   func run() async throws {
     let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    var o = OneMachine.Options(
-      tarsnode: tarsnode ?? executable.deletingLastPathComponent().appendingPathComponent("tarsnode").path)
+    let directory = executable.deletingLastPathComponent()
+    var o = OneMachine.Options(tarsnode: tarsnode ?? directory.appendingPathComponent("tarsnode").path)
+    o.programs = directory.path
     o.stateDirectory = state
     o.manifests = manifests
     o.namespace = namespace

@@ -68,7 +68,7 @@ public final class TarsApplication {
     guard let path, !path.isEmpty else {
       throw TarsApplicationError("usage: \(arguments.first ?? "server") --config=FILE (tarsnode passes it)")
     }
-    guard let text = readFile(path) else {
+    guard let text = readText(path) else {
       throw TarsApplicationError("cannot read the config file \(path): \(String(cString: strerror(errno)))")
     }
     do {
@@ -444,20 +444,6 @@ func timestamp() -> String {
   var buffer = [CChar](repeating: 0, count: 32)
   let n = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S", &parts)
   return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-func readFile(_ path: String) -> String? {
-  let fd = open(path, O_RDONLY | O_CLOEXEC)
-  guard fd >= 0 else { return nil }
-  defer { close(fd) }
-  var bytes: [UInt8] = []
-  var chunk = [UInt8](repeating: 0, count: 65536)
-  while true {
-    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    if n < 0 && errno == EINTR { continue }
-    guard n > 0 else { return n == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
-    bytes += chunk[0..<n]
-  }
 }
 
 func writeFile(_ path: String, _ text: String) -> Bool {

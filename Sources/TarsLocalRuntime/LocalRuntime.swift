@@ -61,6 +61,11 @@ public actor LocalRuntime {
   let wakes: AsyncStream<Void>
   var processes: [String: PodProcess] = [:]
   var backoff: [String: Backoff] = [:]
+  /// Pods created but not in the cache yet, with their addresses and when: nothing is
+  /// created twice and no address handed out twice in that window.
+  var allocated: [String: (ip: String, at: Date)] = [:]
+  /// Pods being stopped and deleted to come back with a new release.
+  var replacing: Set<String> = []
   var shuttingDown = false
   var eventCounter = 0
 
@@ -169,13 +174,19 @@ public actor LocalRuntime {
     let desired = desiredPods()
     var existing: [String: KubeObject] = [:]
     for p in pods.objects.values { existing[p.name] = p }
+    // Kept until the cache shows the pod with its address (creation and status are two writes).
+    allocated = allocated.filter {
+      existing[$0.key]?.status?["podIP"]?.stringValue == nil && Date().timeIntervalSince($0.value.at) < 10
+    }
 
     for (name, server) in desired.sorted(by: { $0.key < $1.key }) where existing[name] == nil {
-      await createPod(name, server: server, used: Set(existing.values.compactMap { $0.status?["podIP"]?.stringValue }))
-      return  // the next pass sees it in the cache with its address
+      guard allocated[name] == nil else { continue }
+      let used = Set(existing.values.compactMap { $0.status?["podIP"]?.stringValue }).union(allocated.values.map(\.ip))
+      await createPod(name, server: server, used: used)
     }
+    chooseReplacements(desired: desired, existing: existing)
     for (name, pod) in existing {
-      if let server = desired[name] {
+      if let server = desired[name], !replacing.contains(name) {
         if processes[name] == nil {
           if let b = backoff[name], b.notBefore > Date() { continue }
           await start(pod, server: server)
@@ -185,6 +196,28 @@ public actor LocalRuntime {
       } else {
         await remove(pod)
       }
+    }
+  }
+
+  /// A new release (`spec.release.image`) replaces the pods that run an older one, as a
+  /// StatefulSet's rolling update does: highest ordinal first, one at a time while the others
+  /// are active; a pod that is not active anyway is replaced at once.
+  func chooseReplacements(desired: [String: KubeObject], existing: [String: KubeObject]) {
+    func image(_ pod: KubeObject) -> String {
+      pod.spec?["containers"]?.arrayValue?.first?["image"]?.stringValue ?? ""
+    }
+    func active(_ pod: KubeObject) -> Bool { pod.condition("tars.io/active")?["status"]?.stringValue == "True" }
+    var started: Set<String> = []
+    for (name, pod) in existing.sorted(by: { $0.key > $1.key }) where !replacing.contains(name) {
+      guard let server = desired[name],
+        image(pod) != (server.spec?[path: ["release", "image"]]?.stringValue ?? "")
+      else { continue }
+      let siblings = existing.values.filter { $0.name != name && desired[$0.name]?.name == server.name }
+      let othersReady = siblings.allSatisfy { active($0) && !replacing.contains($0.name) }
+      guard !active(pod) || (othersReady && !started.contains(server.name)) else { continue }
+      started.insert(server.name)
+      replacing.insert(name)
+      log("local: \(name) runs an older release: replacing it")
     }
   }
 
@@ -223,6 +256,7 @@ public actor LocalRuntime {
     var address = configuration.firstAddress
     while used.contains(Self.dotted(address)) || address & 0xff == 0 || address & 0xff == 0xff { address += 1 }
     let ip = Self.dotted(address)
+    allocated[name] = (ip, Date())
     let image = server.spec?[path: ["release", "image"]]?.stringValue ?? ""
     var pod = KubeObject(
       .pods, namespace: configuration.namespace, name: name,
@@ -264,6 +298,7 @@ public actor LocalRuntime {
       log("local: created pod \(name) on \(ip)")
       await event(name, type: "Normal", reason: "Scheduled", message: "assigned \(ip) on this machine")
     } catch {
+      allocated[name] = nil
       log("local: cannot create pod \(name): \(error)")
     }
   }
@@ -467,6 +502,7 @@ public actor LocalRuntime {
       return
     }
     backoff[name] = nil
+    replacing.remove(name)
     try? FileManager.default.removeItem(atPath: podDirectory(name))
     log("local: deleted pod \(name)")
     await event(name, type: "Normal", reason: "Deleted", message: "pod and its directory removed")

@@ -34,6 +34,8 @@ public final class OneMachine: Sendable {
     /// 0: no metrics listener.
     public var metricsPort = 0
     public var tarsnode: String
+    /// Where bare `spec.release.image` names are found (default: tarsnode's directory).
+    public var programs: String?
     public var graceSeconds = 10
     public var pidNamespaces = geteuid() == 0
     /// The first pod address; the next pods get the following ones.
@@ -139,7 +141,7 @@ public final class OneMachine: Sendable {
         notify: "tars.tarsnotify.NotifyObj@tcp -h \(o.host) -p \(notifyServer.port)", secretFile: secretPath,
         workingDirectory: cwd)
       lc.namespace = o.namespace
-      lc.binDirectory = (o.tarsnode as NSString).deletingLastPathComponent
+      lc.binDirectory = o.programs ?? (o.tarsnode as NSString).deletingLastPathComponent
       lc.graceSeconds = o.graceSeconds
       lc.pidNamespaces = o.pidNamespaces
       let octets = o.firstPodIP.split(separator: ".").compactMap { UInt32($0) }

@@ -188,7 +188,8 @@ public enum NameResolution {
   }
 }
 
-func readText(_ path: String) -> String? {
+/// A whole file as text, nil when it cannot be opened (no Foundation on this path).
+public func readText(_ path: String) -> String? {
   let fd = open(path, O_RDONLY | O_CLOEXEC)
   guard fd >= 0 else { return nil }
   defer { close(fd) }

@@ -275,6 +275,20 @@ struct OneMachineTests {
     // scale to 3 → 3 endpoints; delete → gone, directories too.
     #expect(try m.tarsctl(["scale", "Test.HelloServer", "3"]).status == 0)
     #expect(waitFor { try m.endpoints(hello) == (3, 0) }, "three active endpoints")
+    // A new release replaces the pods one at a time, each back on its address.
+    let oldPods = try m.pods("Test.HelloServer")
+    let release2 = m.dir.path + "/HelloServer-2"
+    try FileManager.default.createSymbolicLink(atPath: release2, withDestinationPath: Tool.path("HelloServer"))
+    try m.write("hello.yaml", helloServer(replicas: 3, image: release2))
+    #expect(try m.tarsctl(["apply", "-f", m.manifests]).status == 0)
+    #expect(
+      waitFor(60) {
+        let now = try m.pods("Test.HelloServer")
+        return now.count == 3 && now.allSatisfy(\.active) && Set(now.map(\.pid)).isDisjoint(with: oldPods.map(\.pid))
+      }, "rolled to the new release: \(m.log)")
+    #expect(try m.pods("Test.HelloServer").map(\.ip) == oldPods.map(\.ip))
+    #expect(try m.json(["servers"], as: [ServerRow].self).first?.image == release2)
+
     #expect(try m.tarsctl(["delete", "Test.HelloServer"]).status == 0)
     #expect(waitFor { try m.endpoints(hello) == (0, 0) && m.pods().isEmpty }, "deleted: \(m.log)")
     #expect(

@@ -1,4 +1,5 @@
 import Foundation
+import TarsExampleHello
 import TarsFramework
 import TarsMonitor
 import TarsProtocol

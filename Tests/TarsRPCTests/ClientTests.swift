@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import TarsExampleHello
 import TarsFramework
 import TarsNIO
 import TarsProtocol

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Synchronization
+import TarsExampleHello
 import TarsFramework
 import TarsNIO
 import TarsProtocol

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TarsExampleHello
 import TarsFramework
 import TarsProtocol
 import TarsRPC

@@ -7,6 +7,7 @@
 //   test-heartbeat-ms   heartbeat interval (TarsCpp: about 10 s)
 // Admin commands: tars.viewstatus, tars.setloglevel X, tars.stopheartbeat, tars.exit N.
 import Glibc
+import TarsExampleHello
 import TarsFramework
 import TarsProtocol
 import TarsRPC
@@ -56,7 +57,7 @@ final class TestServer: AdminFServant {
     for d in config.domain("/tars/application/server")?.subdomains ?? [] {
       guard let endpoint = d["endpoint"], let servant = d["servant"] else { continue }
       servers.append(
-        try TarsServer(loop: loop, endpoint: try TarsEndpoint(parsing: endpoint), servants: [servant: Hello()]))
+        try TarsServer(loop: loop, endpoint: try TarsEndpoint(parsing: endpoint), servants: [servant: HelloImp()]))
       adapters.append(d.name)
     }
   }
@@ -128,8 +129,8 @@ final class TestServer: AdminFServant {
   func getPid(current: TarsCurrent) throws -> Int64 { Int64(getpid()) }
 }
 
-final class Hello: HelloServant {
-  func testHello(sReq: String, current: TarsCurrent) throws -> TarsTestSupport.Hello.TestHello.Result {
+final class HelloImp: HelloServant {
+  func testHello(sReq: String, current: TarsCurrent) throws -> Hello.TestHello.Result {
     .init(ret: 0, sRsp: "Hello \(sReq) from \(getpid())")
   }
 }
