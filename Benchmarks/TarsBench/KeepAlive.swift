@@ -48,12 +48,29 @@ func keepAlive(_ a: [String]) throws {
     loop.run(until: { outcome != nil })
     _ = try outcome!.get()
   }
+  let nodeObj = TarsProxy(
+    client: client,
+    address: TarsObjectAddress(name: "tars.tarsnode.NodeObj", endpoints: [TarsEndpoint(host: ip, port: 19385)]))
+  /// tarsnode's own view: the server process and its present state.
+  func state() throws -> (ServerState, Int32) {
+    let info = try nodeObj.callBlocking(
+      Node.GetStateInfo.self, .init(application: app, serverName: server)
+    ).info
+    return (info.serverState, info.processId)
+  }
   var samples: [Double] = []
   for _ in 0..<rounds {
+    let (_, before) = try state()
     try restart()
+    // The restart is done when a new process is Activating (a heartbeat during the stop is ignored).
+    let deadline = Date().addingTimeInterval(60)
+    while true {
+      let (present, pid) = try state()
+      if present == .Activating && pid != 0 && pid != before { break }
+      guard Date() < deadline else { throw TarsServantError("\(id) was not restarted") }
+      loop.run(until: { false }, timeoutMs: 5)
+    }
     try waitUntil(false)
-    // Let the restarted server settle in Activating before it "heartbeats".
-    loop.run(until: { false }, timeoutMs: 200)
     let start = DispatchTime.now().uptimeNanoseconds
     serverObj.oneway(
       ServerF.KeepAlive.self, .init(serverInfo: ServerInfo(application: app, serverName: server, pid: 0, adapter: "")))
