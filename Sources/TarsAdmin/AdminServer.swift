@@ -227,7 +227,7 @@ struct AdminRoutes: Sendable {
       guard let pod = d.pods.object(namespace: d.namespace, name: name) else {
         throw HTTPError(.notFound, message: "no pod \(name): tarsctl pods lists them")
       }
-      let tail = request.uri.queryParameters["tail"].flatMap { Int($0) } ?? 100
+      let tail = min(100_000, request.uri.queryParameters["tail"].flatMap { Int($0) } ?? 100)
       let node = request.uri.queryParameters["node"].map { $0 == "1" || $0 == "true" } ?? false
       guard
         let text = d.logs(

@@ -30,6 +30,9 @@ public struct LocalRuntimeConfiguration: Sendable {
   public var firstAddress: UInt32 = 0x7F00_6401  // 127.0.100.1
   /// Level-triggered resync period: the runtime looks again even without a change.
   public var resyncMs = 500
+  /// Events kept in the store (Kubernetes keeps an hour of them; a store that runs for months
+  /// must not grow without bound).
+  public var maxEvents = 1000
 
   public init(
     stateDirectory: String, tarsnode: String, registry: String, locator: String, notify: String,
@@ -540,6 +543,18 @@ public actor LocalRuntime {
       _ = try await store.create(.events, o)
     } catch {
       log("local: cannot record event \(reason) for \(pod): \(error)")
+    }
+    if eventCounter % 100 == 0 { await pruneEvents() }
+  }
+
+  /// Keeps the newest `configuration.maxEvents` events.
+  func pruneEvents() async {
+    guard let list = try? await store.list(.events, namespace: configuration.namespace, options: ListOptions()),
+      list.items.count > configuration.maxEvents
+    else { return }
+    let oldest = list.items.sorted { (Int64($0.resourceVersion) ?? 0) < (Int64($1.resourceVersion) ?? 0) }
+    for e in oldest.prefix(list.items.count - configuration.maxEvents) {
+      try? await store.delete(.events, namespace: configuration.namespace, name: e.name)
     }
   }
 
