@@ -203,7 +203,9 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
     .testTarget(
-      name: "TarsOneMachineTests", dependencies: ["TarsAdminAPI", "TarsTestSupport"], swiftSettings: strict),
+      name: "TarsOneMachineTests",
+      dependencies: ["TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport"],
+      swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",

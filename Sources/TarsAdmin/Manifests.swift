@@ -56,7 +56,7 @@ public struct ManifestApplier: Sendable {
     case .sequence(let s):
       return .array(try s.map(json))
     case .alias:
-      throw ManifestError("YAML aliases are not supported in manifests")
+      throw ManifestError("an unresolved YAML alias")
     case .scalar(let s):
       switch node.tag {
       case Tag(.null): return .null

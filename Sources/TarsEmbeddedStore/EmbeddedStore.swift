@@ -277,7 +277,7 @@ public final class EmbeddedStore: ObjectStore {
     var next = KubeObject(proposed)
     next.resourceVersion = current.resourceVersion
     // A change that changes nothing writes nothing: same version, no event (fixture 090).
-    if next.json == current.json { return (current, []) }
+    if next.json.sameContent(as: current.json) { return (current, []) }
     if Self.hasGeneration(resource) && next.spec != current.spec {
       next.json.set(["metadata", "generation"], .integer(current.generation + 1))
     }

@@ -9,6 +9,22 @@ extension JSONValue {
     return []
   }
 
+  /// Equal as JSON means: objects with the same members in any order (the API server's view;
+  /// `==` also compares the order, which this type keeps for round trips).
+  public func sameContent(as other: JSONValue) -> Bool {
+    switch (self, other) {
+    case (.object(let a), .object(let b)):
+      guard a.count == b.count else { return false }
+      var byKey: [String: JSONValue] = [:]
+      for (k, v) in b { byKey[k] = v }
+      return a.allSatisfy { k, v in byKey[k].map { v.sameContent(as: $0) } ?? false }
+    case (.array(let a), .array(let b)):
+      return a.count == b.count && zip(a, b).allSatisfy { $0.sameContent(as: $1) }
+    default:
+      return self == other
+    }
+  }
+
   public var arrayValue: [JSONValue]? {
     if case .array(let a) = self { return a }
     return nil

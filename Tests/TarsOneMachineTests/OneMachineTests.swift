@@ -3,6 +3,10 @@ import TarsAdminAPI
 import TarsTestSupport
 import Testing
 
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
 /// `tars-controlplane up` as a user runs it: the real binaries (control plane, tarsnode,
 /// HelloServer, hello-client, tarsctl) on real sockets, each pod on its own 127.x address.
 final class OneMachine: @unchecked Sendable {
@@ -164,7 +168,7 @@ func helloServer(replicas: Int, port: Int = 10015, image: String = Tool.path("He
 
 @Suite("One-machine mode, end to end", .serialized)
 struct OneMachineTests {
-  @Test func helloServerFromUpToDeleteThroughRegistryNodeObjAndTarsctl() throws {
+  @Test func helloServerFromUpToDeleteThroughRegistryNodeObjAndTarsctl() async throws {
     let m = try OneMachine(firstPodIP: "127.0.201.1")
     defer { m.dir.remove() }
     try m.write("hello.yaml", helloServer(replicas: 2))
@@ -237,6 +241,11 @@ struct OneMachineTests {
       "tarsctl",
       ["servers", "--admin", "http://127.0.0.1:\(m.ports["admin"]!)", "--token-file", m.dir.path + "/wrong.token"])
     #expect(refused.status == 1 && refused.stderr.contains("401"), "\(refused.stderr)")
+    var bare = URLRequest(url: URL(string: "http://127.0.0.1:\(m.ports["admin"]!)/api/v1/servers")!)
+    bare.httpMethod = "GET"
+    let (_, response) = try await URLSession.shared.data(for: bare)
+    let http = try #require(response as? HTTPURLResponse)
+    #expect(http.statusCode == 401 && http.value(forHTTPHeaderField: "WWW-Authenticate") == "Bearer")
     let mode = try FileManager.default.attributesOfItem(atPath: m.dir.path + "/.tars/admin.token")[.posixPermissions]
     #expect(mode as? Int == 0o600)
 
