@@ -91,6 +91,15 @@ pid_t ctars_spawn(const ctars_spawn_options *o, const char **failed_step) {
     last_cap = (int)cap_max_bits() - 1;
   }
 
+  // The raw clone below skips glibc's fork housekeeping, so its child must not call what takes
+  // glibc's or libcap's locks: no identity or capability changes together with a namespace.
+  if (o->new_pid_namespace && (o->set_ids || o->drop_caps)) {
+    if (caps) cap_free(caps);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    *failed_step = "options (a new PID namespace cannot be combined with set_ids or drop_caps)";
+    return -EINVAL;
+  }
   // A new PID namespace: the child is its PID 1 (clone with fork's semantics; the child, like
   // fork's, only makes async-signal-safe calls before exec).
   pid_t pid = o->new_pid_namespace ? (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, NULL)

@@ -139,7 +139,7 @@ struct UpCommand: AsyncParsableCommand {
     do {
       machine = try await OneMachine.start(o, log: log)
     } catch {
-      throw ValidationError("cannot start: \(error)")
+      throw UpError(message: "cannot start: \(error)")
     }
     let started = ContinuousClock.now
     print(
@@ -157,10 +157,14 @@ struct UpCommand: AsyncParsableCommand {
       """)
     fflush(nil)
     let readiness = Task {
-      if let count = await machine.waitUntilAllActive(timeout: .seconds(120)), count > 0 {
+      let count = await machine.waitUntilAllActive(timeout: .seconds(120))
+      if Task.isCancelled { return }
+      if let count, count > 0 {
         let elapsed = ContinuousClock.now - started
         let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
         print("All \(count) pods are active (\(ms) ms after the services started).")
+      } else if count == 0 {
+        print("No servers yet: tarsctl apply -f SERVER.yaml adds one.")
       } else {
         print("Not every pod is active after 120 s: tarsctl pods and tarsctl events say why.")
       }
@@ -172,4 +176,10 @@ struct UpCommand: AsyncParsableCommand {
     await machine.stop()
     log("up: stopped")
   }
+}
+
+/// A failure to start, printed without the usage text (the arguments were fine).
+struct UpError: Error, CustomStringConvertible {
+  var message: String
+  var description: String { message }
 }

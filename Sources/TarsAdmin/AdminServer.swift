@@ -32,6 +32,8 @@ public final class AdminServer: Sendable {
     /// Signs NodeObj calls (the secret every tarsnode checks).
     public var nodeAuth: NodeCallAuth
     public var nodeObjPort = 19385
+    /// The most replicas `apply` and `scale` accept (nil: no limit).
+    public var maxReplicas: Int? = nil
     public var nodeClient: TarsNIOClient
     /// The tarsnode pid of each pod, where the control plane runs them itself.
     public var processes: @Sendable () async -> [String: Int32] = { [:] }
@@ -171,8 +173,9 @@ struct AdminRoutes: Sendable {
     }
     g.post("servers/:id/scale") { request, context in
       let body = try await request.decode(as: ScaleRequest.self, context: context)
-      guard (0...100).contains(body.replicas) else {
-        throw HTTPError(.badRequest, message: "replicas must be 0-100, not \(body.replicas)")
+      let most = d.maxReplicas ?? Int(Int32.max)
+      guard (0...most).contains(body.replicas) else {
+        throw HTTPError(.badRequest, message: "replicas must be 0-\(most), not \(body.replicas)")
       }
       let t = try server(context)
       _ = try await storeCall {
@@ -198,7 +201,8 @@ struct AdminRoutes: Sendable {
       } catch {
         throw HTTPError(.badRequest, message: "\(error)")
       }
-      return await ManifestApplier(store: d.store, namespace: d.namespace).apply(objects)
+      return await ManifestApplier(store: d.store, namespace: d.namespace, maxReplicas: d.maxReplicas.map(Int64.init))
+        .apply(objects)
     }
     g.get("notifications") { request, _ in
       let server = request.uri.queryParameters["server"].map(String.init)

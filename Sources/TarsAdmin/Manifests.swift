@@ -19,10 +19,13 @@ public struct ManifestError: Error, Sendable, CustomStringConvertible {
 public struct ManifestApplier: Sendable {
   public let store: any ObjectStore
   public let namespace: String
+  /// The most replicas a TServer may ask for here (one machine: 100); nil: no limit.
+  public let maxReplicas: Int64?
 
-  public init(store: any ObjectStore, namespace: String) {
+  public init(store: any ObjectStore, namespace: String, maxReplicas: Int64? = nil) {
     self.store = store
     self.namespace = namespace
+    self.maxReplicas = maxReplicas
   }
 
   static let kinds: [String: KubeResource] = [
@@ -104,7 +107,12 @@ public struct ManifestApplier: Sendable {
       o.json = o.json.setting(path: ["metadata", "namespace"], .string(namespace))
       var problems: [String] = []
       if o.name.isEmpty { problems.append("metadata.name is required") }
-      if kind == "TServer" { problems += TServerValidation.problems(o, templates: templates) }
+      if kind == "TServer" {
+        problems += TServerValidation.problems(o, templates: templates)
+        if let most = maxReplicas, let replicas = o.spec?[path: ["k8s", "replicas"]]?.intValue, replicas > most {
+          problems.append("spec.k8s.replicas \(replicas) is more than this control plane runs (\(most))")
+        }
+      }
       guard problems.isEmpty else {
         rows.append(ApplyRow(kind: kind, name: o.name, action: "rejected", problems: problems))
         continue

@@ -228,14 +228,17 @@ struct Apply: AsyncParsableCommand {
       ? ((try? FileManager.default.contentsOfDirectory(atPath: file)) ?? []).filter {
         $0.hasSuffix(".yaml") || $0.hasSuffix(".yml")
       }.sorted().map { file + "/" + $0 } : [file]
-    var all: [ApplyRow] = []
+    // One request for the whole folder, as `up --manifests` reads it: a TServer may name a
+    // template defined in a file that sorts after it.
+    var documents: [String] = []
     for f in files {
       guard let text = try? String(contentsOfFile: f, encoding: .utf8) else { throw fail("cannot read \(f)") }
-      let rows = try await admin.run { c throws(AdminClientError) in
-        try c.decode(try await c.send(.POST, "/apply", body: Array(text.utf8), contentType: "application/yaml"))
-          as [ApplyRow]
-      }
-      all += rows
+      documents.append(text)
+    }
+    let yaml = documents.joined(separator: "\n---\n")
+    let all = try await admin.run { c throws(AdminClientError) in
+      try c.decode(try await c.send(.POST, "/apply", body: Array(yaml.utf8), contentType: "application/yaml"))
+        as [ApplyRow]
     }
     if admin.json {
       admin.printJSON(all)

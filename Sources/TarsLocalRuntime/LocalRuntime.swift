@@ -33,6 +33,8 @@ public struct LocalRuntimeConfiguration: Sendable {
   /// Events kept in the store (Kubernetes keeps an hour of them; a store that runs for months
   /// must not grow without bound).
   public var maxEvents = 1000
+  /// Replicas of one server this machine runs at most, whatever the TServer asks.
+  public var maxReplicas = 100
 
   public init(
     stateDirectory: String, tarsnode: String, registry: String, locator: String, notify: String,
@@ -55,7 +57,7 @@ public struct LocalRuntimeConfiguration: Sendable {
 /// pods in the caches with the processes it runs, so a missed event, a crash of a process or
 /// a restart of the control plane converges by itself.
 public actor LocalRuntime {
-  public let configuration: LocalRuntimeConfiguration
+  public nonisolated let configuration: LocalRuntimeConfiguration
   let store: any ObjectStore
   let log: @Sendable (String) -> Void
   public nonisolated let tservers: Informer
@@ -69,6 +71,10 @@ public actor LocalRuntime {
   var allocated: [String: (ip: String, at: Date)] = [:]
   /// Pods being stopped and deleted to come back with a new release.
   var replacing: Set<String> = []
+  /// Pod objects this runtime deleted, by uid, until the cache lets go of them: never started again.
+  var deleted: [String: Date] = [:]
+  /// False once the kernel refused a PID namespace (root without CAP_SYS_ADMIN, in a container).
+  var pidNamespaces: Bool
   var shuttingDown = false
   var eventCounter = 0
 
@@ -76,9 +82,15 @@ public actor LocalRuntime {
     var pid: pid_t
     var started: Date
     var stopRequested: Date?
+    /// The pod object it runs for, and its address.
+    var uid: String
+    var ip: String
   }
 
   struct Backoff {
+    /// Failures in a row (the delay's exponent); reset after a minute of running.
+    var failures: Int
+    /// Restarts ever (the container's restartCount, which Kubernetes never resets).
     var restarts: Int
     var notBefore: Date
   }
@@ -91,6 +103,7 @@ public actor LocalRuntime {
     self.store = store
     self.configuration = configuration
     self.log = log
+    pidNamespaces = configuration.pidNamespaces
     let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     wakes = stream
     wake = continuation
@@ -147,7 +160,7 @@ public actor LocalRuntime {
           removePIDFile(pod)
           await markStopped(pod, reason: "Stopped", message: "the control plane stopped")
         } else if Date() > deadline {
-          kill(p.pid, SIGKILL)
+          Self.killTree(p.pid)
         }
       }
       if !processes.isEmpty { try? await Task.sleep(for: .milliseconds(50)) }
@@ -166,7 +179,7 @@ public actor LocalRuntime {
     for t in tservers.objects.values where t.deletionTimestamp == nil {
       let image = t.spec?[path: ["release", "image"]]?.stringValue ?? ""
       let replicas = image.trimmingCharacters(in: .whitespaces).isEmpty ? 0 : TServer(t).replicas
-      for n in 0..<max(0, Int(replicas)) { out["\(t.name)-\(n)"] = t }
+      for n in 0..<Int(min(max(0, replicas), Int64(configuration.maxReplicas))) { out["\(t.name)-\(n)"] = t }
     }
     return out
   }
@@ -176,21 +189,39 @@ public actor LocalRuntime {
     if shuttingDown { return }
     let desired = desiredPods()
     var existing: [String: KubeObject] = [:]
-    for p in pods.objects.values { existing[p.name] = p }
+    var cachedUIDs: Set<String> = []
+    for p in pods.objects.values {
+      cachedUIDs.insert(p.uid)
+      // Deleted (by us or anyone): only its process, if any, is left to stop.
+      if p.deletionTimestamp != nil || deleted[p.uid] != nil { continue }
+      existing[p.name] = p
+    }
+    deleted = deleted.filter { cachedUIDs.contains($0.key) || Date().timeIntervalSince($0.value) < 60 }
     // Kept until the cache shows the pod with its address (creation and status are two writes).
     allocated = allocated.filter {
       existing[$0.key]?.status?["podIP"]?.stringValue == nil && Date().timeIntervalSince($0.value.at) < 10
     }
 
+    func used() -> Set<String> {
+      Set(existing.values.compactMap { $0.status?["podIP"]?.stringValue }).union(allocated.values.map(\.ip))
+        .union(processes.values.map(\.ip))
+    }
     for (name, server) in desired.sorted(by: { $0.key < $1.key }) where existing[name] == nil {
-      guard allocated[name] == nil else { continue }
-      let used = Set(existing.values.compactMap { $0.status?["podIP"]?.stringValue }).union(allocated.values.map(\.ip))
-      await createPod(name, server: server, used: used)
+      guard allocated[name] == nil, !shuttingDown else { continue }
+      await createPod(name, server: server, used: used())
+    }
+    // A process whose pod object is gone or was replaced by another of the same name stops.
+    for (name, p) in processes where p.stopRequested == nil && existing[name]?.uid != p.uid {
+      stop(name, reason: "its pod object was deleted")
     }
     chooseReplacements(desired: desired, existing: existing)
     for (name, pod) in existing {
+      if shuttingDown { return }
       if let server = desired[name], !replacing.contains(name) {
-        if processes[name] == nil {
+        if pod.status?["podIP"]?.stringValue == nil {
+          // Created, but its address never recorded (a failed write, a crash in between).
+          if allocated[name] == nil { await assignAddress(name, used: used()) }
+        } else if processes[name] == nil {
           if let b = backoff[name], b.notBefore > Date() { continue }
           await start(pod, server: server)
         } else {
@@ -202,19 +233,54 @@ public actor LocalRuntime {
     }
   }
 
-  /// A new release (`spec.release.image`) replaces the pods that run an older one, as a
+  /// SIGTERM to a pod's tarsnode (it stops its server gracefully); SIGKILL to the whole tree
+  /// once the grace period is over.
+  func stop(_ name: String, reason: String) {
+    guard let p = processes[name] else { return }
+    if p.stopRequested == nil {
+      kill(p.pid, SIGTERM)
+      processes[name]?.stopRequested = Date()
+      log("local: stopping \(name): \(reason)")
+    } else if Date().timeIntervalSince(p.stopRequested!) > Double(configuration.graceSeconds + 5) {
+      Self.killTree(p.pid)
+    }
+  }
+
+  /// SIGKILL to a process and everything below it. In a PID namespace killing its PID 1 is
+  /// enough; a subreaper tarsnode's server runs in its own process group and would outlive it,
+  /// keeping its ports.
+  static func killTree(_ pid: pid_t) {
+    var all: [pid_t] = []
+    var queue = [pid]
+    while let p = queue.popLast(), all.count < 10_000 {
+      all.append(p)
+      let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/task")) ?? []
+      for t in tasks {
+        let text = (try? String(contentsOfFile: "/proc/\(p)/task/\(t)/children", encoding: .utf8)) ?? ""
+        queue += text.split(separator: " ").compactMap { pid_t($0) }
+      }
+    }
+    for p in all { kill(p, SIGKILL) }
+  }
+
+  /// What a pod runs: `spec.release.image` and `spec.release.id`.
+  static func release(of server: KubeObject) -> String {
+    (server.spec?[path: ["release", "image"]]?.stringValue ?? "") + "|"
+      + (server.spec?[path: ["release", "id"]]?.stringValue ?? "")
+  }
+
+  /// A new release (`spec.release.image` or `spec.release.id`) replaces the pods that run an older one, as a
   /// StatefulSet's rolling update does: highest ordinal first, one at a time while the others
   /// are active; a pod that is not active anyway is replaced at once.
   func chooseReplacements(desired: [String: KubeObject], existing: [String: KubeObject]) {
-    func image(_ pod: KubeObject) -> String {
-      pod.spec?["containers"]?.arrayValue?.first?["image"]?.stringValue ?? ""
+    func release(_ pod: KubeObject) -> String {
+      (pod.spec?["containers"]?.arrayValue?.first?["image"]?.stringValue ?? "") + "|"
+        + (pod.labels["tars.io/ServerID"] ?? "")
     }
     func active(_ pod: KubeObject) -> Bool { pod.condition("tars.io/active")?["status"]?.stringValue == "True" }
     var started: Set<String> = []
     for (name, pod) in existing.sorted(by: { $0.key > $1.key }) where !replacing.contains(name) {
-      guard let server = desired[name],
-        image(pod) != (server.spec?[path: ["release", "image"]]?.stringValue ?? "")
-      else { continue }
+      guard let server = desired[name], release(pod) != Self.release(of: server) else { continue }
       let siblings = existing.values.filter { $0.name != name && desired[$0.name]?.name == server.name }
       let othersReady = siblings.allSatisfy { active($0) && !replacing.contains($0.name) }
       guard !active(pod) || (othersReady && !started.contains(server.name)) else { continue }
@@ -234,9 +300,10 @@ public actor LocalRuntime {
       removePIDFile(pod)
       let how = Self.describe(status)
       if p.stopRequested != nil { continue }
-      var b = backoff[pod] ?? Backoff(restarts: 0, notBefore: Date())
-      if Date().timeIntervalSince(p.started) > 60 { b.restarts = 0 }
-      let delay = min(30.0, pow(2, Double(b.restarts)))
+      var b = backoff[pod] ?? Backoff(failures: 0, restarts: 0, notBefore: Date())
+      if Date().timeIntervalSince(p.started) > 60 { b.failures = 0 }
+      let delay = min(30.0, pow(2, Double(b.failures)))
+      b.failures += 1
       b.restarts += 1
       b.notBefore = Date().addingTimeInterval(delay)
       backoff[pod] = b
@@ -256,14 +323,19 @@ public actor LocalRuntime {
   func createPod(_ name: String, server: KubeObject, used: Set<String>) async {
     let app = server.spec?["app"]?.stringValue ?? ""
     let serverName = server.spec?["server"]?.stringValue ?? ""
-    var address = configuration.firstAddress
-    while used.contains(Self.dotted(address)) || address & 0xff == 0 || address & 0xff == 0xff { address += 1 }
-    let ip = Self.dotted(address)
+    guard let ip = freeAddress(used) else {
+      log("local: no 127.x address left for pod \(name)")
+      await event(name, type: "Warning", reason: "FailedScheduling", message: "no 127.x address left on this machine")
+      return
+    }
     allocated[name] = (ip, Date())
     let image = server.spec?[path: ["release", "image"]]?.stringValue ?? ""
     var pod = KubeObject(
       .pods, namespace: configuration.namespace, name: name,
-      labels: ["tars.io/ServerApp": app, "tars.io/ServerName": serverName, "tars.io/managed-by": "tars-local"],
+      labels: [
+        "tars.io/ServerApp": app, "tars.io/ServerName": serverName, "tars.io/managed-by": "tars-local",
+        "tars.io/ServerID": server.spec?[path: ["release", "id"]]?.stringValue ?? "",
+      ],
       spec: .object([
         ("nodeName", .string("local")), ("restartPolicy", .string("Always")),
         ("readinessGates", .array([.object([("conditionType", .string("tars.io/active"))])])),
@@ -306,6 +378,30 @@ public actor LocalRuntime {
     }
   }
 
+  /// The lowest address from `firstAddress` nobody uses (skipping .0 and .255), up to 127.255.255.254.
+  func freeAddress(_ used: Set<String>) -> String? {
+    var address = configuration.firstAddress
+    while address <= 0x7FFF_FFFE {
+      let text = Self.dotted(address)
+      if !used.contains(text) && address & 0xff != 0 && address & 0xff != 0xff { return text }
+      address += 1
+    }
+    return nil
+  }
+
+  /// Gives a pod that has none an address (the second write of `createPod` failed).
+  func assignAddress(_ name: String, used: Set<String>) async {
+    guard let ip = freeAddress(used) else { return }
+    allocated[name] = (ip, Date())
+    await patchStatus(
+      name,
+      .object([
+        ("phase", .string("Pending")), ("hostIP", .string("127.0.0.1")), ("podIP", .string(ip)),
+        ("podIPs", .array([.object([("ip", .string(ip))])])),
+      ]))
+    log("local: gave pod \(name) the address \(ip)")
+  }
+
   static func dotted(_ a: UInt32) -> String { "\(a >> 24).\((a >> 16) & 0xff).\((a >> 8) & 0xff).\(a & 0xff)" }
 
   static func condition(_ type: String, _ status: Bool, reason: String? = nil, message: String? = nil) -> JSONValue {
@@ -327,6 +423,7 @@ public actor LocalRuntime {
 
   func start(_ pod: KubeObject, server: KubeObject) async {
     let name = pod.name
+    guard !shuttingDown else { return }
     guard let ip = pod.status?["podIP"]?.stringValue, !ip.isEmpty else { return }
     let app = server.spec?["app"]?.stringValue ?? ""
     let serverName = server.spec?["server"]?.stringValue ?? ""
@@ -380,17 +477,26 @@ public actor LocalRuntime {
     let nullFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
     defer { if nullFD >= 0 { close(nullFD) } }
     var failedStep: UnsafePointer<CChar>?
-    let pid = Self.spawn(
-      arguments, environment: environment.map { "\($0.key)=\($0.value)" }, cwd: dir, stdin: nullFD, output: logFD,
-      pidNamespace: configuration.pidNamespaces, failedStep: &failedStep)
+    let env = environment.map { "\($0.key)=\($0.value)" }
+    var pid = Self.spawn(
+      arguments, environment: env, cwd: dir, stdin: nullFD, output: logFD, pidNamespace: pidNamespaces,
+      failedStep: &failedStep)
+    if pid == -EPERM && pidNamespaces {
+      // Root without CAP_SYS_ADMIN (a container): subreaper mode still supervises everything.
+      pidNamespaces = false
+      log("local: this machine refuses new PID namespaces (EPERM); tarsnodes run as subreapers from now on")
+      pid = Self.spawn(
+        arguments, environment: env, cwd: dir, stdin: nullFD, output: logFD, pidNamespace: false,
+        failedStep: &failedStep)
+    }
     guard pid > 0 else {
       let step = failedStep.map { String(cString: $0) } ?? "spawn"
       await failStart(name, "cannot start tarsnode: \(step): \(String(cString: strerror(-pid)))")
       return
     }
-    processes[name] = PodProcess(pid: pid, started: Date())
+    processes[name] = PodProcess(pid: pid, started: Date(), uid: pod.uid, ip: ip)
     try? "\(pid)\n".write(toFile: dir + "/tarsnode.pid", atomically: true, encoding: .utf8)
-    log("local: \(name): tarsnode pid \(pid) on \(ip)\(configuration.pidNamespaces ? " (own PID namespace)" : "")")
+    log("local: \(name): tarsnode pid \(pid) on \(ip)\(pidNamespaces ? " (own PID namespace)" : "")")
     let restarts = backoff[name]?.restarts ?? 0
     await patchStatus(
       name,
@@ -444,9 +550,9 @@ public actor LocalRuntime {
 
   func failStart(_ pod: String, _ message: String) async {
     log("local: \(pod): \(message)")
-    var b = backoff[pod] ?? Backoff(restarts: 0, notBefore: Date())
-    b.restarts += 1
-    b.notBefore = Date().addingTimeInterval(min(30, pow(2, Double(b.restarts))))
+    var b = backoff[pod] ?? Backoff(failures: 0, restarts: 0, notBefore: Date())
+    b.failures += 1
+    b.notBefore = Date().addingTimeInterval(min(30, pow(2, Double(min(b.failures, 10)))))
     backoff[pod] = b
     await patchStatus(
       pod,
@@ -487,14 +593,9 @@ public actor LocalRuntime {
   func remove(_ pod: KubeObject) async {
     let name = pod.name
     if let p = processes[name] {
-      if p.stopRequested == nil {
-        kill(p.pid, SIGTERM)
-        processes[name]?.stopRequested = Date()
-        log("local: stopping \(name) (scaled down or deleted)")
-        await event(name, type: "Normal", reason: "Killing", message: "stopping tarsnode (pid \(p.pid))")
-      } else if Date().timeIntervalSince(p.stopRequested!) > Double(configuration.graceSeconds + 5) {
-        kill(p.pid, SIGKILL)
-      }
+      let first = p.stopRequested == nil
+      stop(name, reason: replacing.contains(name) ? "a new release" : "scaled down or deleted")
+      if first { await event(name, type: "Normal", reason: "Killing", message: "stopping tarsnode (pid \(p.pid))") }
       return
     }
     do {
@@ -506,6 +607,7 @@ public actor LocalRuntime {
     }
     backoff[name] = nil
     replacing.remove(name)
+    deleted[pod.uid] = Date()
     try? FileManager.default.removeItem(atPath: podDirectory(name))
     log("local: deleted pod \(name)")
     await event(name, type: "Normal", reason: "Deleted", message: "pod and its directory removed")

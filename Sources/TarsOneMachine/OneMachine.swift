@@ -86,6 +86,9 @@ public final class OneMachine: Sendable {
     guard fm.isExecutableFile(atPath: o.tarsnode) else {
       throw OneMachineError("tarsnode not found at \(o.tarsnode): build it (swift build) or pass --tarsnode")
     }
+    if let manifests = o.manifests, !fm.fileExists(atPath: manifests) {
+      throw OneMachineError("no manifests at \(manifests): give a folder of TServer/TTemplate/TConfig YAML or one file")
+    }
     let tokenFile = state + "/" + AdminAPI.tokenFileName
     let token = try secretFile(tokenFile)
     let secretPath = state + "/node.secret"
@@ -157,6 +160,7 @@ public final class OneMachine: Sendable {
         store: store, namespace: o.namespace, tservers: runtime.tservers, pods: runtime.pods, notify: notify,
         nodeAuth: nodeAuth, nodeClient: nodeClient)
       deps.processes = { await runtime.runningPIDs() }
+      deps.maxReplicas = lc.maxReplicas
       deps.logs = { pod, app, server, tail, node in
         let dir = "\(state)/pods/\(pod)"
         let path =
@@ -175,7 +179,12 @@ public final class OneMachine: Sendable {
         options: o, store: store, registry: registry, runtime: runtime, admin: admin, notify: notify,
         stateDirectory: state, tokenFile: tokenFile, services: started, tasks: tasks, nodeClient: nodeClient)
       if let manifests = o.manifests {
-        try await machine.apply(path: manifests, log: log)
+        do {
+          try await machine.apply(path: manifests, log: log)
+        } catch {
+          await machine.stop()
+          throw error
+        }
       }
       return machine
     } catch {
@@ -207,7 +216,9 @@ public final class OneMachine: Sendable {
         log("apply: \(file) skipped: \(error)")
       }
     }
-    let rows = await ManifestApplier(store: store, namespace: options.namespace).apply(objects.map(\.1))
+    let rows = await ManifestApplier(
+      store: store, namespace: options.namespace, maxReplicas: Int64(runtime.configuration.maxReplicas)
+    ).apply(objects.map(\.1))
     var out: [ApplyRowWithFile] = []
     for (row, (file, _)) in zip(rows, objects) {
       let name = (file as NSString).lastPathComponent
@@ -225,12 +236,13 @@ public final class OneMachine: Sendable {
   /// `up`), and returns how many pods that is; nil on timeout.
   public func waitUntilAllActive(timeout: Duration) async -> Int? {
     let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
+    let most = Int64(runtime.configuration.maxReplicas)
+    while ContinuousClock.now < deadline && !Task.isCancelled {
       let servers = runtime.tservers.objects.values.filter {
         TServer($0).replicas > 0 && !($0.spec?[path: ["release", "image"]]?.stringValue ?? "").isEmpty
       }
       let pods = runtime.pods.objects.values
-      let wanted = servers.reduce(0) { $0 + Int(TServer($1).replicas) }
+      let wanted = servers.reduce(0) { $0 + Int(min(TServer($1).replicas, most)) }
       let active = pods.filter { $0.condition("tars.io/active")?["status"]?.stringValue == "True" }.count
       if runtime.tservers.hasSynced && active == wanted && pods.count == wanted { return wanted }
       try? await Task.sleep(for: .milliseconds(20))
@@ -299,12 +311,22 @@ public final class OneMachine: Sendable {
 
   /// Reads a secret file, creating it with 32 random bytes (hex) and mode 0600 the first time.
   static func secretFile(_ path: String) throws -> String {
-    if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+    if FileManager.default.fileExists(atPath: path) {
+      let text: String
+      do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+      } catch {
+        throw OneMachineError("cannot read \(path): \(error)")
+      }
       let attributes = try FileManager.default.attributesOfItem(atPath: path)
       if let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {
         throw OneMachineError("\(path) is readable by others (mode \(String(mode, radix: 8))): chmod 600 it")
       }
-      return text.trimmingCharacters(in: .whitespacesAndNewlines)
+      let secret = text.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard secret.count >= 32 else {
+        throw OneMachineError("\(path) holds no usable secret: delete it and start again to generate a new one")
+      }
+      return secret
     }
     // SystemRandomNumberGenerator is the kernel's CSPRNG (getrandom) on Linux.
     var generator = SystemRandomNumberGenerator()

@@ -93,5 +93,11 @@ struct ManifestApplierTests {
     #expect(rows[3].problems.first?.contains("is not tars, the namespace this control plane serves") == true)
     let after = try await store.get(.tservers, namespace: "tars", name: "test-helloserver")
     #expect(after == before, "a rejected object leaves the stored one as it was")
+
+    // One machine runs at most so many replicas of a server.
+    let capped = ManifestApplier(store: store, namespace: "tars", maxReplicas: 100)
+    rows = await capped.apply(try ManifestApplier.parse(tserver(9_223_372_036_854_775_807), source: "c"))
+    #expect(
+      rows.first?.problems == ["spec.k8s.replicas 9223372036854775807 is more than this control plane runs (100)"])
   }
 }

@@ -397,4 +397,25 @@ struct OneMachineTests {
     #expect(try resumed.pods().map(\.ip) == ["127.0.203.1"])
     #expect(try resumed.pods().first?.pid != tarsnode)
   }
+
+  @Test func aBrokenTokenFileOrAMissingManifestFolderStopsUpWithTheReason() throws {
+    let m = try OneMachine(firstPodIP: "127.0.204.1")
+    defer { m.dir.remove() }
+    try FileManager.default.createDirectory(atPath: m.dir.path + "/.tars", withIntermediateDirectories: true)
+    _ = FileManager.default.createFile(
+      atPath: m.dir.path + "/.tars/admin.token", contents: Data(), attributes: [.posixPermissions: 0o600])
+    try m.start(manifests: false)
+    m.process.waitUntilExit()
+    #expect(m.process.terminationStatus != 0)
+    #expect(m.log.contains("admin.token holds no usable secret: delete it and start again"), "\(m.log)")
+
+    try FileManager.default.removeItem(atPath: m.dir.path + "/.tars/admin.token")
+    try FileManager.default.removeItem(atPath: m.manifests)
+    let again = try OneMachine(reusing: m)
+    try again.start()
+    again.process.waitUntilExit()
+    #expect(again.process.terminationStatus != 0)
+    #expect(again.log.contains("no manifests at \(m.manifests)"), "\(again.log)")
+    #expect(!again.log.contains("USAGE"), "a start failure is not a usage error")
+  }
 }
