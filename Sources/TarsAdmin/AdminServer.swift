@@ -264,7 +264,7 @@ struct AdminRoutes: Sendable {
         id: "\(app).\(server)", app: app, server: server, subType: t.spec?["subType"]?.stringValue ?? "",
         replicas: Int(TServer(t).replicas), image: t.spec?[path: ["release", "image"]]?.stringValue ?? "",
         template: TServer(t).template ?? "", pods: mine.count,
-        activePods: mine.filter { $0.condition("tars.io/active")?["status"]?.stringValue == "True" }.count)
+        activePods: mine.filter { Pod($0).isTarsActive }.count)
     }
   }
 

@@ -8,6 +8,18 @@ public enum AdminAPI {
   /// The token file under the state directory (0600), created at first start.
   public static let tokenFileName = "admin.token"
   public static let prefix = "/api/v1"
+
+  /// The manifest files `path` names, the way both `up --manifests` and `tarsctl apply -f`
+  /// read them: the file itself, or every `*.yaml` and `*.yml` of a folder in name order. nil
+  /// when there is nothing at `path`.
+  public static func manifestFiles(at path: String) -> [String]? {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return nil }
+    guard isDirectory.boolValue else { return [path] }
+    return ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter {
+      $0.hasSuffix(".yaml") || $0.hasSuffix(".yml")
+    }.sorted().map { path + "/" + $0 }
+  }
 }
 
 /// One TServer as an operator sees it.

@@ -68,8 +68,11 @@ public final class TarsApplication {
     guard let path, !path.isEmpty else {
       throw TarsApplicationError("usage: \(arguments.first ?? "server") --config=FILE (tarsnode passes it)")
     }
-    guard let text = readText(path) else {
-      throw TarsApplicationError("cannot read the config file \(path): \(String(cString: strerror(errno)))")
+    let text: String
+    do {
+      text = try Files.readText(path)
+    } catch {
+      throw TarsApplicationError("cannot read the config file: \(error)")
     }
     do {
       try self.init(config: try TarsConfig(parsing: text))
@@ -160,10 +163,11 @@ public final class TarsApplication {
         completion(.failure(TarsApplicationError("ConfigObj has no \(filename) for \(self.app).\(self.server)")))
       case .success(let r):
         let path = basePath.hasSuffix("/") ? basePath + filename : basePath + "/" + filename
-        if writeFile(path, r.config) {
+        do {
+          try Files.writeAtomically(path, r.config)
           completion(.success(r.config))
-        } else {
-          completion(.failure(TarsApplicationError("cannot write \(path): \(String(cString: strerror(errno)))")))
+        } catch {
+          completion(.failure(TarsApplicationError("cannot write the config file: \(error)")))
         }
       }
     }
@@ -444,23 +448,4 @@ func timestamp() -> String {
   var buffer = [CChar](repeating: 0, count: 32)
   let n = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S", &parts)
   return String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-func writeFile(_ path: String, _ text: String) -> Bool {
-  let temporary = path + ".tmp"
-  let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-  guard fd >= 0 else { return false }
-  let bytes = Array(text.utf8)
-  var offset = 0
-  while offset < bytes.count {
-    let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    if n < 0 && errno == EINTR { continue }
-    guard n > 0 else {
-      close(fd)
-      return false
-    }
-    offset += n
-  }
-  close(fd)
-  return rename(temporary, path) == 0
 }

@@ -219,15 +219,7 @@ struct Apply: AsyncParsableCommand {
   @OptionGroup var admin: AdminOptions
 
   func run() async throws {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) else {
-      throw fail("no such file \(file)")
-    }
-    let files =
-      isDirectory.boolValue
-      ? ((try? FileManager.default.contentsOfDirectory(atPath: file)) ?? []).filter {
-        $0.hasSuffix(".yaml") || $0.hasSuffix(".yml")
-      }.sorted().map { file + "/" + $0 } : [file]
+    guard let files = AdminAPI.manifestFiles(at: file) else { throw fail("no such file \(file)") }
     // One request for the whole folder, as `up --manifests` reads it: a TServer may name a
     // template defined in a file that sorts after it.
     var documents: [String] = []

@@ -56,6 +56,8 @@ public struct Pod: KubeModel {
   public var nodeName: String? { string(["spec", "nodeName"]) }
   public var hostNetwork: Bool { bool(["spec", "hostNetwork"]) ?? false }
   public var isTerminating: Bool { object.deletionTimestamp != nil }
+  /// tarsnode reported the server Active/Active: the `tars.io/active` readiness gate is True.
+  public var isTarsActive: Bool { object.condition("tars.io/active")?["status"]?.stringValue == "True" }
   public var conditions: [Condition] { object.status?["conditions"]?.arrayValue?.map(Condition.init) ?? [] }
   public func condition(_ type: String) -> Condition? { conditions.first { $0.type == type } }
 }

@@ -93,6 +93,14 @@ public actor LocalRuntime {
     /// Restarts ever (the container's restartCount, which Kubernetes never resets).
     var restarts: Int
     var notBefore: Date
+
+    /// One more failure: the next try waits 1, 2, 4 … 30 s. Returns the wait.
+    mutating func failed() -> Double {
+      let delay = min(30.0, pow(2, Double(min(failures, 10))))
+      failures += 1
+      notBefore = Date().addingTimeInterval(delay)
+      return delay
+    }
   }
 
   public static let podSelector = try! LabelSelector(parsing: "tars.io/ServerApp,tars.io/ServerName")
@@ -277,13 +285,12 @@ public actor LocalRuntime {
       (pod.spec?["containers"]?.arrayValue?.first?["image"]?.stringValue ?? "") + "|"
         + (pod.labels["tars.io/ServerID"] ?? "")
     }
-    func active(_ pod: KubeObject) -> Bool { pod.condition("tars.io/active")?["status"]?.stringValue == "True" }
     var started: Set<String> = []
     for (name, pod) in existing.sorted(by: { $0.key > $1.key }) where !replacing.contains(name) {
       guard let server = desired[name], release(pod) != Self.release(of: server) else { continue }
       let siblings = existing.values.filter { $0.name != name && desired[$0.name]?.name == server.name }
-      let othersReady = siblings.allSatisfy { active($0) && !replacing.contains($0.name) }
-      guard !active(pod) || (othersReady && !started.contains(server.name)) else { continue }
+      let othersReady = siblings.allSatisfy { Pod($0).isTarsActive && !replacing.contains($0.name) }
+      guard !Pod(pod).isTarsActive || (othersReady && !started.contains(server.name)) else { continue }
       started.insert(server.name)
       replacing.insert(name)
       log("local: \(name) runs an older release: replacing it")
@@ -302,10 +309,8 @@ public actor LocalRuntime {
       if p.stopRequested != nil { continue }
       var b = backoff[pod] ?? Backoff(failures: 0, restarts: 0, notBefore: Date())
       if Date().timeIntervalSince(p.started) > 60 { b.failures = 0 }
-      let delay = min(30.0, pow(2, Double(b.failures)))
-      b.failures += 1
+      let delay = b.failed()
       b.restarts += 1
-      b.notBefore = Date().addingTimeInterval(delay)
       backoff[pod] = b
       log("local: \(pod): tarsnode \(how); restarting in \(Int(delay)) s")
       Task { [self] in
@@ -357,17 +362,17 @@ public actor LocalRuntime {
           .object([
             (
               "status",
-              .object([
-                ("phase", .string("Pending")), ("hostIP", .string("127.0.0.1")), ("podIP", .string(ip)),
-                ("podIPs", .array([.object([("ip", .string(ip))])])), ("startTime", .string(kubeTimestamp())),
-                (
-                  "conditions",
-                  .array([
-                    Self.condition("PodScheduled", true), Self.condition("Initialized", true),
-                    Self.condition("ContainersReady", false), Self.condition("Ready", false),
-                  ])
-                ),
-              ])
+              .object(
+                Self.addressStatus(ip) + [
+                  ("startTime", .string(kubeTimestamp())),
+                  (
+                    "conditions",
+                    .array([
+                      Self.condition("PodScheduled", true), Self.condition("Initialized", true),
+                      Self.condition("ContainersReady", false), Self.condition("Ready", false),
+                    ])
+                  ),
+                ])
             )
           ])), status: true)
       log("local: created pod \(name) on \(ip)")
@@ -393,13 +398,16 @@ public actor LocalRuntime {
   func assignAddress(_ name: String, used: Set<String>) async {
     guard let ip = freeAddress(used) else { return }
     allocated[name] = (ip, Date())
-    await patchStatus(
-      name,
-      .object([
-        ("phase", .string("Pending")), ("hostIP", .string("127.0.0.1")), ("podIP", .string(ip)),
-        ("podIPs", .array([.object([("ip", .string(ip))])])),
-      ]))
+    await patchStatus(name, .object(Self.addressStatus(ip)))
     log("local: gave pod \(name) the address \(ip)")
+  }
+
+  /// The status fields that place a pod on this machine at `ip`.
+  static func addressStatus(_ ip: String) -> [(String, JSONValue)] {
+    [
+      ("phase", .string("Pending")), ("hostIP", .string("127.0.0.1")), ("podIP", .string(ip)),
+      ("podIPs", .array([.object([("ip", .string(ip))])])),
+    ]
   }
 
   static func dotted(_ a: UInt32) -> String { "\(a >> 24).\((a >> 16) & 0xff).\((a >> 8) & 0xff).\(a & 0xff)" }
@@ -551,8 +559,7 @@ public actor LocalRuntime {
   func failStart(_ pod: String, _ message: String) async {
     log("local: \(pod): \(message)")
     var b = backoff[pod] ?? Backoff(failures: 0, restarts: 0, notBefore: Date())
-    b.failures += 1
-    b.notBefore = Date().addingTimeInterval(min(30, pow(2, Double(min(b.failures, 10)))))
+    _ = b.failed()
     backoff[pod] = b
     await patchStatus(
       pod,
@@ -564,7 +571,7 @@ public actor LocalRuntime {
 
   /// Ready follows the readiness gate: the container runs and tarsnode reported Active.
   func syncReady(_ pod: KubeObject) async {
-    let active = pod.condition("tars.io/active")?["status"]?.stringValue == "True"
+    let active = Pod(pod).isTarsActive
     let ready = pod.condition("Ready")?["status"]?.stringValue == "True"
     guard active != ready else { return }
     await patchStatus(pod.name, .object([("conditions", .array([Self.condition("Ready", active)]))]))

@@ -1,5 +1,6 @@
 import TarsFramework
 import TarsProtocol
+import TarsRPC
 
 /// A description that cannot be used: the file, and what is wrong in it.
 public struct DescriptorError: Error, Sendable, Equatable, CustomStringConvertible {

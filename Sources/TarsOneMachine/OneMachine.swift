@@ -92,21 +92,17 @@ public final class OneMachine: Sendable {
     let tokenFile = state + "/" + AdminAPI.tokenFileName
     let token = try secretFile(tokenFile)
     let secretPath = state + "/node.secret"
-    _ = try secretFile(secretPath)
-    let nodeAuth = try NodeCallAuth(secretFile: secretPath)
+    let nodeAuth = try NodeCallAuth(secret: Array(try secretFile(secretPath).utf8))
+    // Checked before anything starts, so a bad value leaves nothing running.
+    let octets = o.firstPodIP.split(separator: ".").compactMap { UInt32($0) }
+    guard octets.count == 4, octets[0] == 127, octets.allSatisfy({ $0 < 256 }) else {
+      throw OneMachineError("--first-pod-ip must be an address in 127.0.0.0/8, not \(o.firstPodIP)")
+    }
 
     let store = try EmbeddedStore(path: state + "/store.sqlite")
     try await prepare(store, namespace: o.namespace, log: log)
 
     let group = MultiThreadedEventLoopGroup.singleton
-    func ep(_ port: Int) -> [EndpointF] {
-      var e = EndpointF()
-      e.host = o.host
-      e.port = Int32(port)
-      e.timeout = 6000
-      e.istcp = 1
-      return [e]
-    }
     var started: [TarsNIOServer] = []
     var tasks: [Task<Void, Never>] = []
     do {
@@ -133,7 +129,8 @@ public final class OneMachine: Sendable {
       rc.metricsPort = o.metricsPort == 0 ? nil : o.metricsPort
       rc.advertisedHost = o.host
       rc.extraBuiltins = [
-        "tars.tarsconfig.ConfigObj": ep(configServer.port), "tars.tarsnotify.NotifyObj": ep(notifyServer.port),
+        "tars.tarsconfig.ConfigObj": RegistryView.Options.builtin(host: o.host, port: Int32(configServer.port)),
+        "tars.tarsnotify.NotifyObj": RegistryView.Options.builtin(host: o.host, port: Int32(notifyServer.port)),
       ]
       let registry = try await RegistryService.start(store: store, configuration: rc, group: group, log: log)
 
@@ -147,10 +144,6 @@ public final class OneMachine: Sendable {
       lc.binDirectory = o.programs ?? (o.tarsnode as NSString).deletingLastPathComponent
       lc.graceSeconds = o.graceSeconds
       lc.pidNamespaces = o.pidNamespaces
-      let octets = o.firstPodIP.split(separator: ".").compactMap { UInt32($0) }
-      guard octets.count == 4, octets[0] == 127, octets.allSatisfy({ $0 < 256 }) else {
-        throw OneMachineError("--first-pod-ip must be an address in 127.0.0.0/8, not \(o.firstPodIP)")
-      }
       lc.firstAddress = octets.reduce(0) { $0 << 8 | $1 }
       let runtime = LocalRuntime(store: store, configuration: lc, log: log)
       tasks.append(Task { await runtime.run() })
@@ -197,15 +190,7 @@ public final class OneMachine: Sendable {
   /// Applies every manifest file under `path`; rejected objects are reported and skipped.
   @discardableResult
   public func apply(path: String, log: @Sendable (String) -> Void) async throws -> [ApplyRowWithFile] {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-      throw OneMachineError("no manifests at \(path)")
-    }
-    let files =
-      isDirectory.boolValue
-      ? (try FileManager.default.contentsOfDirectory(atPath: path)).filter {
-        $0.hasSuffix(".yaml") || $0.hasSuffix(".yml")
-      }.sorted().map { path + "/" + $0 } : [path]
+    guard let files = AdminAPI.manifestFiles(at: path) else { throw OneMachineError("no manifests at \(path)") }
     var objects: [(String, KubeObject)] = []
     // A file that cannot be read is reported and skipped: the others still apply.
     for file in files {
@@ -243,7 +228,7 @@ public final class OneMachine: Sendable {
       }
       let pods = runtime.pods.objects.values
       let wanted = servers.reduce(0) { $0 + Int(min(TServer($1).replicas, most)) }
-      let active = pods.filter { $0.condition("tars.io/active")?["status"]?.stringValue == "True" }.count
+      let active = pods.filter { Pod($0).isTarsActive }.count
       if runtime.tservers.hasSynced && active == wanted && pods.count == wanted { return wanted }
       try? await Task.sleep(for: .milliseconds(20))
     }

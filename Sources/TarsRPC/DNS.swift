@@ -55,12 +55,14 @@ public enum NameResolution {
     }
 
     public static func system() -> Configuration {
-      Configuration(parsing: readText("/etc/resolv.conf") ?? "")
+      Configuration(parsing: (try? Files.readText("/etc/resolv.conf")) ?? "")
     }
   }
 
   /// The addresses `/etc/hosts` lists for `name` (case-insensitive).
-  public static func hostsFile(_ name: String) -> [String] { hostsFile(name, text: readText("/etc/hosts") ?? "") }
+  public static func hostsFile(_ name: String) -> [String] {
+    hostsFile(name, text: (try? Files.readText("/etc/hosts")) ?? "")
+  }
 
   /// The addresses hosts-file `text` lists for `name`.
   public static func hostsFile(_ name: String, text: String) -> [String] {
@@ -186,19 +188,4 @@ public enum NameResolution {
     }
     return .success(addresses)
   }
-}
-
-/// A whole file as text, nil when it cannot be opened (no Foundation on this path).
-public func readText(_ path: String) -> String? {
-  let fd = open(path, O_RDONLY | O_CLOEXEC)
-  guard fd >= 0 else { return nil }
-  defer { close(fd) }
-  var out: [UInt8] = []
-  var chunk = [UInt8](repeating: 0, count: 4096)
-  while true {
-    let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    if n <= 0 { break }
-    out += chunk[0..<n]
-  }
-  return String(decoding: out, as: UTF8.self)
 }

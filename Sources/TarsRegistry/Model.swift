@@ -88,7 +88,7 @@ public struct PodView: Sendable, Equatable {
     ip = (hostNetwork ? o.status?["hostIP"]?.stringValue : o.status?["podIP"]?.stringValue) ?? ""
     // Active: tarsnode reported Active/Active (condition tars.io/active True) and the pod is
     // not being deleted.
-    active = o.condition("tars.io/active")?["status"]?.stringValue == "True" && o.deletionTimestamp == nil
+    active = Pod(o).isTarsActive && o.deletionTimestamp == nil
   }
 }
 

@@ -23,15 +23,20 @@ public final class RegistryView: Sendable {
 
     /// K8SFramework's answers for the registry's own names: `tars-tarsregistry:17890/17891`.
     public static func registryBuiltins(host: String, queryPort: Int32, registryPort: Int32) -> [String: [EndpointF]] {
-      func ep(_ port: Int32) -> [EndpointF] {
-        var e = EndpointF()
-        e.host = host
-        e.port = port
-        e.timeout = 6000
-        e.istcp = 1
-        return [e]
-      }
-      return ["tars.tarsregistry.QueryObj": ep(queryPort), "tars.tarsregistry.RegistryObj": ep(registryPort)]
+      [
+        "tars.tarsregistry.QueryObj": builtin(host: host, port: queryPort),
+        "tars.tarsregistry.RegistryObj": builtin(host: host, port: registryPort),
+      ]
+    }
+
+    /// The one endpoint of a framework object the registry answers for itself.
+    public static func builtin(host: String, port: Int32) -> [EndpointF] {
+      var e = EndpointF()
+      e.host = host
+      e.port = port
+      e.timeout = 6000
+      e.istcp = 1
+      return [e]
     }
   }
 

@@ -9,7 +9,8 @@ public struct FileError: Error, Sendable, Equatable, CustomStringConvertible {
   public var description: String { message }
 }
 
-/// The few file operations tarsnode needs, on Glibc (no Foundation in a PID 1).
+/// The few file operations tarsnode and Swift servers need, on Glibc (no Foundation in a PID 1
+/// or a server runtime).
 public enum Files {
   public static func read(_ path: String) throws(FileError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
