@@ -5,12 +5,12 @@ import TarsProtocol
 import TarsTestSupport
 import Testing
 
-/// Every exchange in shared/fixtures/kube the client can make, replayed byte for byte by a
+/// Every exchange in Tests/Fixtures/kube the client can make, replayed byte for byte by a
 /// test server: the client must send the recorded request (method, path, query, content type,
 /// body) and read the recorded answer — objects, lists and pages, watch streams with bookmarks
 /// and the 410 ERROR event, every Status error.
 enum KubeFixtures {
-  static var directory: URL { Fixtures.url("fixtures/kube") }
+  static var directory: URL { Fixtures.url("kube") }
 
   /// Exchanges the client has no call for, and why.
   static let notMade: [String: String] = [
@@ -61,7 +61,7 @@ struct Target {
   }
 }
 
-@Suite("Kubernetes client against the recorded exchanges", .enabled(if: Fixtures.sharedIsPresent))
+@Suite("Kubernetes client against the recorded exchanges")
 struct FixtureReplayTests {
   @Test func everyFixtureIsReplayedOrSaysWhyNot() {
     #expect(KubeFixtures.all.count == 103, "the fixtures in \(KubeFixtures.directory.path)")

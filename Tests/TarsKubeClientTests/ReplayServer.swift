@@ -5,7 +5,7 @@ import Synchronization
 import TarsKube
 import TarsProtocol
 
-/// One recorded exchange of shared/fixtures/kube.
+/// One recorded exchange of Tests/Fixtures/kube.
 struct Exchange: Sendable, CustomStringConvertible {
   let folder: String
   let method: String

@@ -6,9 +6,9 @@ import TarsTestSupport
 import Testing
 
 /// A quick in-CI guard beside the libFuzzer target (fuzz/run, ≥ 10 million inputs): real frames
-/// from the shared material, mutated at random, through every decoder. Nothing may crash, and
+/// from Tests/Fixtures, mutated at random, through every decoder. Nothing may crash, and
 /// every failure must be a typed error.
-@Suite("Mutated inputs", .enabled(if: Fixtures.sharedIsPresent))
+@Suite("Mutated inputs")
 struct MutationTests {
   static let inputs = 100_000
 

@@ -6,7 +6,7 @@ import TarsProtocol
 import TarsTestSupport
 import Testing
 
-@Suite("Inputs a decoder must reject (99_negative_decode_cases.json)", .enabled(if: Fixtures.sharedIsPresent))
+@Suite("Inputs a decoder must reject (99_negative_decode_cases.json)")
 struct NegativeDecodeTests {
   static var file: [String: Any] { try! Fixtures.json("vectors/codec/99_negative_decode_cases.json") as! [String: Any] }
 
@@ -96,7 +96,7 @@ struct Capture: CustomTestStringConvertible, Sendable {
     .map { Capture(name: String($0.dropLast(4))) } ?? []
 }
 
-@Suite("Real TarsCpp v3.0.22 frames in shared/vectors/captures", .enabled(if: Fixtures.sharedIsPresent))
+@Suite("Real TarsCpp v3.0.22 frames in Tests/Fixtures/vectors/captures")
 struct CaptureTests {
   /// How to read each capture's sBuffer with the framework's types. TarsCpp 3.0.22 leaves out
   /// optional fields at their defaults, so re-encoding uses the writer's omitting mode.

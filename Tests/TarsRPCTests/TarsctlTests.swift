@@ -53,7 +53,7 @@ struct TarsctlTests {
     #expect(never.status != 0 && never.stderr.hasPrefix("tarsctl: "))
   }
 
-  @Test(.enabled(if: Fixtures.sharedIsPresent)) func decodePrintsPacketsAndTrees() throws {
+  @Test func decodePrintsPacketsAndTrees() throws {
     let frame =
       "0000005c10012c3c4007561a746172732e7461727372656769737472792e51756572794f626a660e66696e644f626a656374427949647d00001b1619546573742e48656c6c6f5365727665722e48656c6c6f4f626a810bb8980ca80c"
     let r = try Tarsctl.run("decode", frame)
@@ -67,7 +67,7 @@ struct TarsctlTests {
     let tree = buffer["decoded"] as! [[String: Any]]
     #expect(tree.first?["tag"] as? Int == 1 && tree.first?["value"] as? String == "Test.HelloServer.HelloObj")
 
-    // A capture file, as the shared material stores it.
+    // A capture file, as Tests/Fixtures stores it.
     let capture = try Tarsctl.run("decode", "--file", Fixtures.url("vectors/captures/err_decode_rsp.hex").path)
     let rsp = try JSONSerialization.jsonObject(with: Data(capture.stdout.utf8)) as! [String: Any]
     #expect(rsp["packet"] as? String == "ResponsePacket" && rsp["iRet"] as? Int == -1)

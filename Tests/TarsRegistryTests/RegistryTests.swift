@@ -193,10 +193,6 @@ struct RegistryTests {
   }
 
   @Test func capturedTarsCppRequestsGetRepliesShapedLikeTheCaptures() async throws {
-    guard Fixtures.sharedIsPresent else {
-      Issue.record("shared/vectors/captures is missing: set TARS_SHARED_DIR")
-      return
-    }
     let f = try await RegistryFixture.start()
     defer { Task { await f.service.stop() } }
     try await f.addPod("test-helloserver-0", ip: "127.0.0.1")

@@ -347,10 +347,10 @@ struct ConformanceTests {
   }
 }
 
-@Suite("The embedded store's errors are the API server's", .enabled(if: Fixtures.sharedIsPresent))
+@Suite("The embedded store's errors are the API server's")
 struct EmbeddedErrorTests {
   func recorded(_ folder: String) throws -> JSONValue {
-    try JSONValue(bytes: Array(try Data(contentsOf: Fixtures.url("fixtures/kube/\(folder)/response.body"))))
+    try JSONValue(bytes: Array(try Data(contentsOf: Fixtures.url("kube/\(folder)/response.body"))))
   }
 
   @Test func statusBodiesMatchTheRecordedOnes() async throws {

@@ -1,31 +1,24 @@
 import Foundation
 import TarsProtocol
 
-/// Locates and reads the shared reference material (`../shared` next to the repository, or
-/// `$TARS_SHARED_DIR`).
+/// Locates and reads the recorded test data in `Tests/Fixtures/`: the codec vectors and real
+/// TarsCpp captures (`vectors/`) and the Kubernetes API exchanges (`kube/`). It is factual data
+/// copied into the repository, so a plain clone tests itself with nothing beside it.
 public enum Fixtures {
   public static let repositoryRoot: URL = {
     URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
   }()
 
-  public static let shared: URL = {
-    if let dir = ProcessInfo.processInfo.environment["TARS_SHARED_DIR"] { return URL(fileURLWithPath: dir) }
-    return repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
-  }()
+  public static let directory = repositoryRoot.appendingPathComponent("Tests/Fixtures")
 
-  public static func url(_ relative: String) -> URL { shared.appendingPathComponent(relative) }
+  public static func url(_ relative: String) -> URL { directory.appendingPathComponent(relative) }
 
-  /// Whether the shared material is where the tests look for it.
-  public static var sharedIsPresent: Bool {
-    FileManager.default.fileExists(atPath: shared.appendingPathComponent("vectors/codec").path)
-  }
-
-  /// Parses a JSON file of the shared material.
+  /// Parses a JSON file of the recorded data.
   public static func json(_ relative: String) throws -> Any {
     try JSONSerialization.jsonObject(with: Data(contentsOf: url(relative)), options: [.fragmentsAllowed])
   }
 
-  /// Names of the files in a shared directory, sorted.
+  /// Names of the files in a fixture directory, sorted.
   public static func files(in relative: String, suffix: String) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: url(relative).path).filter { $0.hasSuffix(suffix) }.sorted()
   }
