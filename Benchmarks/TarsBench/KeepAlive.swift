@@ -38,19 +38,21 @@ func keepAlive(_ a: [String]) throws {
       loop.run(until: { false }, timeoutMs: 2)
     }
   }
+  let nodeObj = TarsProxy(
+    client: client,
+    address: TarsObjectAddress(name: "tars.tarsnode.NodeObj", endpoints: [TarsEndpoint(host: ip, port: 19385)]))
   func restart() throws {
     var request = Node.RestartServer.request(
       servant: "tars.tarsnode.NodeObj", .init(application: app, serverName: server),
       options: TarsCallOptions(timeoutMs: 10_000))
-    auth.sign(&request, timestamp: unixTimeSeconds())
+    let pod = try nodeObj.callBlocking(Node.GetStateInfo.self, .init(application: app, serverName: server)).info
+      .nodeName
+    auth.sign(&request, target: pod, timestamp: unixTimeSeconds())
     var outcome: Result<ResponsePacket, TarsCallError>?
     client.invoke(request, to: TarsEndpoint(host: ip, port: 19385), timeoutMs: 10_000) { outcome = $0 }
     loop.run(until: { outcome != nil })
     _ = try outcome!.get()
   }
-  let nodeObj = TarsProxy(
-    client: client,
-    address: TarsObjectAddress(name: "tars.tarsnode.NodeObj", endpoints: [TarsEndpoint(host: ip, port: 19385)]))
   /// tarsnode's own view: the server process and its present state.
   func state() throws -> (ServerState, Int32) {
     let info = try nodeObj.callBlocking(

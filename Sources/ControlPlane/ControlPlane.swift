@@ -4,6 +4,7 @@ import NIOPosix
 import TarsAdminAPI
 import TarsControlPlaneCore
 import TarsOneMachine
+import TarsProtocol
 import TarsRegistry
 
 @main
@@ -53,6 +54,9 @@ struct RegistryCommand: AsyncParsableCommand {
   @Option(name: .customLong("advertise-host"), help: "The name the registry's own endpoints carry.")
   var advertiseHost = "tars-tarsregistry"
 
+  /// The flag that sets each listener's port.
+  static let listenFlags = ["QueryObj": "--query-port", "RegistryObj": "--registry-port", "metrics": "--metrics-port"]
+
   func run() async throws {
     guard let style = HostStyle(rawValue: hostStyle) else {
       throw ValidationError("--host-style must be ip or dns, not '\(hostStyle)'")
@@ -72,6 +76,9 @@ struct RegistryCommand: AsyncParsableCommand {
     do {
       service = try await RegistryService.start(
         store: opened.store, configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: log)
+    } catch let error as ListenError {
+      await opened.close()
+      throw StartError(message: "cannot start: \(error.withFlags(Self.listenFlags, address: "--bind"))")
     } catch {
       await opened.close()
       throw error
@@ -117,6 +124,12 @@ struct UpCommand: AsyncParsableCommand {
   @Flag(name: .customLong("no-pid-namespaces"), help: "Run tarsnodes as subreapers even as root.")
   var noPIDNamespaces = false
 
+  /// The flag that sets each listener's port.
+  static let listenFlags = [
+    "QueryObj": "--query-port", "RegistryObj": "--registry-port", "ConfigObj": "--config-port",
+    "NotifyObj": "--notify-port", "admin API": "--admin-port", "metrics": "--metrics-port",
+  ]
+
   func run() async throws {
     let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -138,8 +151,10 @@ struct UpCommand: AsyncParsableCommand {
     let machine: OneMachine
     do {
       machine = try await OneMachine.start(o, log: log)
+    } catch let error as ListenError {
+      throw StartError(message: "cannot start: \(error.withFlags(Self.listenFlags, address: nil))")
     } catch {
-      throw UpError(message: "cannot start: \(error)")
+      throw StartError(message: "cannot start: \(error)")
     }
     let started = ContinuousClock.now
     print(
@@ -179,7 +194,15 @@ struct UpCommand: AsyncParsableCommand {
 }
 
 /// A failure to start, printed without the usage text (the arguments were fine).
-struct UpError: Error, CustomStringConvertible {
+struct StartError: Error, CustomStringConvertible {
   var message: String
   var description: String { message }
+}
+
+extension ListenError {
+  /// This error naming the flag an operator of tars-controlplane changes.
+  func withFlags(_ flags: [String: String], address: String?) -> ListenError {
+    guard let flag = flags[service] else { return self }
+    return changing(flag, of: "tars-controlplane", address: address)
+  }
 }

@@ -78,7 +78,7 @@ public final class AdminServer: Sendable {
     let app = Application(
       router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tars-admin"),
       onServerRunning: { channel in boundContinuation.yield(channel.localAddress?.port ?? port) }, logger: logger)
-    let (failed, failedContinuation) = AsyncStream<String>.makeStream()
+    let (failed, failedContinuation) = AsyncStream<AdminStartError>.makeStream()
     // Its own service group without signal handlers: the control plane decides when to stop.
     let serviceGroup = ServiceGroup(
       configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
@@ -86,8 +86,13 @@ public final class AdminServer: Sendable {
       do {
         try await serviceGroup.run()
       } catch {
-        failedContinuation.yield("\(error)")
-        log("admin: the API stopped: \(error)")
+        failedContinuation.yield(
+          (error as? IOError).map {
+            AdminStartError(
+              listen: ListenError(
+                service: "admin API", host: host, port: port, reason: .init(errno: $0.errnoCode, detail: "\($0)")))
+          } ?? AdminStartError(message: "\(error)"))
+        if !(error is IOError) { log("admin: the API stopped: \(error)") }  // a bind failure is the caller's to say
       }
       failedContinuation.finish()
       boundContinuation.finish()
@@ -99,7 +104,7 @@ public final class AdminServer: Sendable {
         return nil
       }
       group.addTask {
-        for await reason in failed { return .failure(AdminStartError(message: reason)) }
+        for await failure in failed { return .failure(failure) }
         return nil
       }
       var result: Result<Int, AdminStartError>?
@@ -114,6 +119,7 @@ public final class AdminServer: Sendable {
     case .success(let p): return AdminServer(port: p, task: task, group: serviceGroup)
     case .failure(let e):
       task.cancel()
+      if let listen = e.listen { throw listen }
       throw AdminStartError(message: "cannot serve the admin API on \(host):\(port): \(e.message)")
     }
   }
@@ -127,6 +133,15 @@ public final class AdminServer: Sendable {
 
 public struct AdminStartError: Error, Sendable, CustomStringConvertible {
   public var message: String
+  /// Set when the API could not listen.
+  public var listen: ListenError?
+
+  init(message: String) { self.message = message }
+  init(listen: ListenError) {
+    message = listen.description
+    self.listen = listen
+  }
+
   public var description: String { message }
 }
 
@@ -326,7 +341,7 @@ struct AdminRoutes: Sendable {
       request = TarsFramework.Node.NotifyServer.request(
         servant: servant, .init(application: app, serverName: server, command: command ?? ""), options: options)
     }
-    d.nodeAuth.sign(&request, timestamp: unixTimeSeconds())
+    d.nodeAuth.sign(&request, target: pod, timestamp: unixTimeSeconds())
     do {
       let response = try await d.nodeClient.invoke(
         request, to: TarsEndpoint(host: ip, port: d.nodeObjPort, timeout: 30_000), timeoutMs: 30_000)

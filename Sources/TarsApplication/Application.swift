@@ -274,7 +274,8 @@ public final class TarsApplication {
         loop: loop, endpoint: endpoint, servants: ["AdminObj": AdminServant(application: self)])
       listeners.append((adapter: "AdminAdapter", server: admin, servant: "AdminObj"))
     } catch {
-      throw TarsApplicationError("cannot bind AdminObj on \(endpoint): \(error)")
+      throw TarsApplicationError(
+        "\(ListenError(error, service: "AdminObj", endpoint: endpoint)) — local= in the config's <server> section")
     }
   }
 
@@ -301,7 +302,9 @@ public final class TarsApplication {
             servant: name
           ))
       } catch {
-        throw TarsApplicationError("adapter \(d.name): cannot listen on \(endpoint): \(error)")
+        throw TarsApplicationError(
+          "\(ListenError(error, service: ListenError.serviceName(servants: [name]), endpoint: endpoint))"
+            + " — the endpoint of adapter \(d.name) in the config")
       }
     }
   }

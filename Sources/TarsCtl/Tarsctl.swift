@@ -153,7 +153,8 @@ struct NodeCommand: ParsableCommand {
     discussion: """
       Example: tarsctl node state --node 'tcp -h 10.0.0.7 -p 19385' --secret-file /etc/tars/node-secret/secret
       Calls that change state (start, stop, restart, notify) are signed with the secret when one is given;
-      a tarsnode that has a secret refuses them unsigned.
+      a tarsnode that has a secret refuses them unsigned. A signature names the pod it is for (--pod, or
+      the name the node reports) and is good once.
       """)
 
   @Argument(help: "state, start, stop, restart or notify")
@@ -167,6 +168,9 @@ struct NodeCommand: ParsableCommand {
 
   @Option(name: .customLong("secret-file"), help: "The shared secret that signs the call.")
   var secretFile: String?
+
+  @Option(name: .long, help: "The pod the signed call is for (default: the name the node reports).")
+  var pod: String?
 
   @Option(name: .long, help: "The server's application (default: the node's own server).")
   var app: String = ""
@@ -184,7 +188,7 @@ struct NodeCommand: ParsableCommand {
     if action == .notify && (command ?? "").isEmpty { throw fail("notify needs a command, e.g. tars.viewstatus") }
     do {
       let reply = try TarsCtl(timeoutMs: options.timeout).node(
-        action, node: node, secretFile: secretFile, app: app, server: server, command: command ?? "")
+        action, node: node, secretFile: secretFile, pod: pod, app: app, server: server, command: command ?? "")
       print(reply, terminator: reply.hasSuffix("\n") || reply.isEmpty ? "" : "\n")
     } catch {
       throw fail(error.message)

@@ -118,10 +118,12 @@ extension TarsCtl {
     case state, start, stop, restart, notify
   }
 
-  /// Calls one tarsnode's NodeObj directly, signing the call when a secret file is given.
+  /// Calls one tarsnode's NodeObj directly, signing the call when a secret file is given — for
+  /// the pod `pod`, or, without it, for the pod the node names in its (unsigned) state.
   /// Returns the node's answer; a refusal or failure throws.
   public func node(
-    _ action: NodeAction, node: String, secretFile: String?, app: String = "", server: String = "", command: String = ""
+    _ action: NodeAction, node: String, secretFile: String?, pod: String? = nil, app: String = "", server: String = "",
+    command: String = ""
   ) throws(TarsCtlError) -> String {
     let address = try Self.address(node, defaultName: "tars.tarsnode.NodeObj")
     let auth: NodeCallAuth?
@@ -131,9 +133,19 @@ extension TarsCtl {
       throw TarsCtlError(error.message)
     }
     let proxy = TarsProxy(client: client, address: address)
+    var target = pod
     func call<M: TarsMethod>(_ m: M.Type, _ args: M.Args) throws(TarsCtlError) -> M.Result {
       var request = M.request(servant: address.name, args, options: .init(timeoutMs: timeoutMs))
-      auth?.sign(&request, timestamp: unixTimeSeconds())
+      if let auth, M.self != Node.GetStateInfo.self {
+        if target == nil {
+          let state = try call(Node.GetStateInfo.self, .init(application: "", serverName: ""))
+          guard state.ret == 0, !state.info.nodeName.isEmpty else {
+            throw TarsCtlError("the node did not say its pod name (\(state.result)): pass --pod")
+          }
+          target = state.info.nodeName
+        }
+        auth.sign(&request, target: target ?? "", timestamp: unixTimeSeconds())
+      }
       let reply = try blocking { proxy.invoke(request, timeoutMs: timeoutMs, completion: $0) }
       do {
         return try M.result(from: reply)

@@ -49,7 +49,7 @@ public final class TarsNIOServer: Sendable {
     let table = SendableServantTable(servants)
     let idle = options.idleTimeoutMs ?? endpoint.timeout
     let maxFrame = options.maxFrameLength
-    let channel = try await ServerBootstrap(group: group)
+    let bootstrap = ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -62,7 +62,9 @@ public final class TarsNIOServer: Sendable {
           try sync.addHandler(TarsServerHandler(table: table))
         }
       }
-      .bind(host: endpoint.host, port: endpoint.port).get()
+    let channel = try await ListenError.naming(
+      ListenError.serviceName(servants: servants.keys), host: endpoint.host, port: endpoint.port
+    ) { try await bootstrap.bind(host: endpoint.host, port: endpoint.port).get() }
     var bound = endpoint
     bound.port = channel.localAddress?.port ?? endpoint.port
     return TarsNIOServer(channel: channel, endpoint: bound)
@@ -150,5 +152,20 @@ final class TarsServerHandler: ChannelInboundHandler {
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     context.close(promise: nil)
+  }
+}
+
+extension ListenError {
+  /// Runs a NIO bind for `service`; a failure to listen comes out as a `ListenError`, any other
+  /// error as it was.
+  public static func naming<T>(
+    _ service: String, host: String, port: Int, _ bind: () async throws -> T
+  ) async throws -> T {
+    do {
+      return try await bind()
+    } catch let error as IOError {
+      throw ListenError(
+        service: service, host: host, port: port, reason: Reason(errno: error.errnoCode, detail: "\(error)"))
+    }
   }
 }

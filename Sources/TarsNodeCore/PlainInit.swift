@@ -46,7 +46,9 @@ enum PlainInit {
       child = try Spawner.spawn(request)
     } catch {
       printError("tarsnode: \(error.message)")
-      return error.message.hasSuffix("No such file or directory") ? 127 : 126
+      return error.message.hasSuffix("No such file or directory")
+        || error.message.contains("is missing from this image")
+        ? 127 : 126
     }
     let target = group ? -child : child
     var killAt: Int64 = -1  // ms on the monotonic clock, once a stop began
@@ -61,9 +63,11 @@ enum PlainInit {
         killAt = -1
         continue
       }
+      var own: Int32 = 0
       while true {
-        let sig = ctars_read_signal(signalFD)
+        let sig = ctars_read_signal_from(signalFD, &own)
         if sig == 0 { break }
+        if own != 0 { continue }
         if sig == SIGCHLD {
           var status: Int32 = 0
           while true {

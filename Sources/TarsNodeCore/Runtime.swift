@@ -10,23 +10,18 @@ import TarsRPC
 /// pipe and every timer. No Swift concurrency: a PID 1 built on it swallowed signals and left
 /// zombies (shared/reference/swift-build-facts.md).
 public final class NodeRuntime {
-  /// Signals tarsnode handles; everything else keeps its default action.
-  static let handledSignals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH]
-
   /// The program: returns tarsnode's exit status.
   public static func main() -> Int32 {
-    // 1. Before any thread exists: block the handled signals (threads created later inherit
-    //    the mask) and read them from a signalfd instead.
-    let signalFD = handledSignals.withUnsafeBufferPointer {
-      ctars_block_signals_to_fd($0.baseAddress, Int32($0.count))
-    }
+    // 1. Before any thread exists: block every signal an init forwards (threads created later
+    //    inherit the mask) and read them from a signalfd. SIGCHLD is tarsnode's own; SIGTERM and
+    //    SIGINT begin its stop sequence; every other one goes to the server as it came — job
+    //    control (TSTP, TTIN, TTOU, CONT), alarms, PWR, the real-time signals. Only the
+    //    synchronous ones (SEGV, BUS, FPE, ILL, TRAP, SYS) keep their default action.
+    let signalFD = ctars_block_all_signals_to_fd()
     guard signalFD >= 0 else {
       printError("tarsnode: cannot set up signal handling: \(String(cString: strerror(errno)))")
       return 1
     }
-    ctars_ignore_signal(SIGPIPE)
-    ctars_ignore_signal(SIGTTIN)
-    ctars_ignore_signal(SIGTTOU)
 
     if let plain = PlainInit.lean() {
       if getpid() != 1 { _ = ctars_set_child_subreaper() }
@@ -116,9 +111,11 @@ public final class NodeRuntime {
   }
 
   func handleSignals() {
+    var own: Int32 = 0
     while true {
-      let sig = ctars_read_signal(signalFD)
+      let sig = ctars_read_signal_from(signalFD, &own)
       if sig == 0 { return }
+      if own != 0 { continue }
       switch sig {
       case SIGCHLD: reap()
       case SIGTERM, SIGINT: supervisor.containerStop(signal: sig)
@@ -221,15 +218,19 @@ public final class NodeRuntime {
     let nodeObj = NodeObjServant(
       settings: s, supervisor: supervisor, auth: auth, client: client, locator: locator,
       log: { printError("tarsnode: \($0)") })
-    servers.append(
-      try TarsServer(
-        loop: loop, endpoint: TarsEndpoint(host: s.localHost, port: s.serverObjPort, timeout: 60_000),
-        servants: ["tars.tarsnode.ServerObj": serverObj]))
     let nodeHost = auth == nil ? s.localHost : s.podIP
-    servers.append(
-      try TarsServer(
-        loop: loop, endpoint: TarsEndpoint(host: nodeHost, port: s.nodeObjPort, timeout: 60_000),
-        servants: ["tars.tarsnode.NodeObj": nodeObj]))
+    for (name, servant, host, port, flag) in [
+      ("ServerObj", serverObj as any TarsDispatcher, s.localHost, s.serverObjPort, "--server-obj-port"),
+      ("NodeObj", nodeObj, nodeHost, s.nodeObjPort, "--node-obj-port"),
+    ] {
+      let endpoint = TarsEndpoint(host: host, port: port, timeout: 60_000)
+      do {
+        servers.append(try TarsServer(loop: loop, endpoint: endpoint, servants: ["tars.tarsnode.\(name)": servant]))
+      } catch {
+        throw ListenError(error, service: name, endpoint: endpoint)
+          .changing(flag, of: "tarsnode", address: host == s.podIP ? "--pod-ip" : nil)
+      }
+    }
     printError(
       "tarsnode: supervising \(s.serverID) (\(s.serverType.rawValue)) in pod \(s.podName); ServerObj on \(s.localHost):\(s.serverObjPort), "
         + "NodeObj on \(nodeHost):\(s.nodeObjPort)\(auth == nil ? " (no secret: loopback only)" : " (signed calls)")")

@@ -49,6 +49,8 @@ final class NodeObjServant: NodeServant {
   let client: TarsClient
   let locator: TarsLocator?
   let log: (String) -> Void
+  /// Signed calls already accepted: each is good once.
+  var replays = ReplayGuard()
 
   init(
     settings: NodeSettings, supervisor: Supervisor, auth: NodeCallAuth?, client: TarsClient, locator: TarsLocator?,
@@ -69,7 +71,8 @@ final class NodeObjServant: NodeServant {
     }
     if signed, let auth {
       do {
-        try auth.verify(current.request, now: unixTimeSeconds())
+        let now = unixTimeSeconds()
+        try replays.admit(try auth.verify(current.request, target: settings.podName, now: now), now: now)
       } catch {
         log("refused \(current.request.sFuncName) from \(current.peer.map(\.description) ?? "?"): \(error)")
         return "refused: \(error)"

@@ -84,6 +84,9 @@ public enum Spawner {
     }
     if pid < 0 {
       let step = failedStep.map { String(cString: $0) } ?? "start"
+      if step == "exec", let why = ExecDiagnosis.explain(r.path, errno: -pid) {
+        throw SpawnError("cannot start \(r.path): \(why)")
+      }
       throw SpawnError("cannot start \(r.path): \(step) failed: \(String(cString: strerror(-pid)))")
     }
     return pid

@@ -64,6 +64,8 @@ public final class Supervisor {
   var activatingTimer: TarsEventLoop.TimerID?
   var relaunchTimer: TarsEventLoop.TimerID?
   var launching = false
+  /// Why the last launch failed, while it keeps failing for that reason.
+  var lastLaunchFailure: String?
   var consecutiveFailures = 0
   var crashTimes: [UInt64] = []
   var activeSince: UInt64?
@@ -198,27 +200,15 @@ public final class Supervisor {
       self.launching = false
       guard self.settingActive, !self.containerStopping, self.pid == 0 else { return }
       switch result {
-      case .failure(let error):
-        self.log("cannot start the server: \(error)")
-        self.notify("[alarm] cannot start the server: \(error)", true)
-        if self.exitsWithServer {
-          self.exit(127)
-          return
-        }
-        self.scheduleRelaunch()
+      case .failure(let error): self.launchFailed("cannot start the server: \(error)")
       case .success(let plan):
         do {
           self.pid = try Spawner.spawn(plan.request)
         } catch {
-          self.log("\(error)")
-          self.notify("[alarm] \(error)", true)
-          if self.exitsWithServer {
-            self.exit(127)
-            return
-          }
-          self.scheduleRelaunch()
+          self.launchFailed("\(error)")
           return
         }
+        self.lastLaunchFailure = nil
         self.rendered = plan.rendered
         self.trace("started \(plan.request.path) as pid \(self.pid)")
         let t = self.now
@@ -237,11 +227,28 @@ public final class Supervisor {
     }
   }
 
-  func scheduleRelaunch() {
+  /// The server could not be started: said (and alarmed) once per reason, then retried with
+  /// backoff quietly while the reason stays the same — a missing library is not news every step.
+  func launchFailed(_ message: String) {
+    let repeated = message == lastLaunchFailure
+    lastLaunchFailure = message
+    if !repeated {
+      log(message)
+      notify("[alarm] \(message)", true)
+    }
+    if exitsWithServer {
+      exit(127)
+      return
+    }
+    scheduleRelaunch(quiet: repeated)
+    if !repeated { log("retrying quietly while the reason stays the same") }
+  }
+
+  func scheduleRelaunch(quiet: Bool = false) {
     consecutiveFailures += 1
     let shift = min(consecutiveFailures - 1, 20)
     let delay = min(settings.backoffMaxMs, settings.backoffInitialMs << shift)
-    log("restarting the server in \(delay) ms")
+    if !quiet { log("restarting the server in \(delay) ms") }
     relaunchTimer = loop.schedule(afterMilliseconds: delay) { [weak self] in
       self?.relaunchTimer = nil
       self?.launch()

@@ -139,3 +139,12 @@ public final class TarsServer {
     }
   }
 }
+
+extension ListenError {
+  /// Why `service` could not listen on `endpoint`, from a failed `TarsServer` start.
+  public init(_ error: SystemError, service: String, endpoint: TarsEndpoint) {
+    self.init(
+      service: service, host: endpoint.host, port: endpoint.port,
+      reason: error.errno == 0 ? .other(error.detail) : Reason(errno: error.errno, detail: error.detail))
+  }
+}

@@ -147,14 +147,16 @@ enum MetricsHTTP {
   static func start(
     host: String, port: Int, group: any EventLoopGroup, respond: @escaping @Sendable (String) -> (Int, String)
   ) async throws -> any Channel {
-    try await ServerBootstrap(group: group)
+    let bootstrap = ServerBootstrap(group: group)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelInitializer { channel in
         channel.pipeline.configureHTTPServerPipeline().flatMap {
           channel.pipeline.addHandler(Handler(respond: respond))
         }
       }
-      .bind(host: host, port: port).get()
+    return try await ListenError.naming("metrics", host: host, port: port) {
+      try await bootstrap.bind(host: host, port: port).get()
+    }
   }
 
   final class Handler: ChannelInboundHandler, Sendable {

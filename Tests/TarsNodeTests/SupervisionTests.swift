@@ -101,7 +101,7 @@ struct SupervisionTests {
     #expect(wrong?.message.hasPrefix("refused: bad signature") == true)
     let auth = try NodeCallAuth(secretFile: secret)
     var stale = Node.StopServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "", serverName: ""))
-    auth.sign(&stale, timestamp: unixTimeSeconds() - 120)
+    auth.sign(&stale, target: "test-helloserver-0", timestamp: unixTimeSeconds() - 120)
     let loop = try TarsEventLoop()
     let proxy = TarsProxy(
       client: TarsClient(loop: loop), address: try TarsObjectAddress(parsing: "tars.tarsnode.NodeObj@" + nodeObj))

@@ -45,29 +45,58 @@ struct AuthTests {
   @Test func signedCallsVerifyAndTamperingIsRefused() throws {
     let auth = try NodeCallAuth(secret: Array("a shared secret of 32 bytes!!!!!".utf8))
     var request = Node.StopServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "A", serverName: "B"))
-    auth.sign(&request, timestamp: 1_000_000)
-    try auth.verify(request, now: 1_000_030)
-    try auth.verify(request, now: 999_950)
+    auth.sign(&request, target: "a-b-0", timestamp: 1_000_000)
+    _ = try auth.verify(request, target: "a-b-0", now: 1_000_030)
+    _ = try auth.verify(request, target: "a-b-0", now: 999_950)
 
-    let stale = #expect(throws: NodeAuthError.self) { try auth.verify(request, now: 1_000_061) }
+    let stale = #expect(throws: NodeAuthError.self) { try auth.verify(request, target: "a-b-0", now: 1_000_061) }
     #expect(stale?.message.hasPrefix("stale signature") == true)
+    let elsewhere = #expect(throws: NodeAuthError.self) { try auth.verify(request, target: "a-b-1", now: 1_000_000) }
+    #expect(elsewhere?.message.contains("not signed for this pod (a-b-1)") == true, "\(String(describing: elsewhere))")
     var other = request
     other.sBuffer = Node.StopServer.Args(application: "A", serverName: "C").tarsBytes()
-    #expect(throws: NodeAuthError.self) { try auth.verify(other, now: 1_000_000) }
+    #expect(throws: NodeAuthError.self) { try auth.verify(other, target: "a-b-0", now: 1_000_000) }
     var renamed = request
     renamed.sFuncName = "startServer"
-    #expect(throws: NodeAuthError.self) { try auth.verify(renamed, now: 1_000_000) }
+    #expect(throws: NodeAuthError.self) { try auth.verify(renamed, target: "a-b-0", now: 1_000_000) }
     let wrongKey = try NodeCallAuth(secret: Array("another secret, 32 bytes long!!!".utf8))
-    let bad = #expect(throws: NodeAuthError.self) { try wrongKey.verify(request, now: 1_000_000) }
+    let bad = #expect(throws: NodeAuthError.self) { try wrongKey.verify(request, target: "a-b-0", now: 1_000_000) }
     #expect(bad?.message.hasPrefix("bad signature") == true)
     var unsigned = request
     unsigned.context = [:]
-    let none = #expect(throws: NodeAuthError.self) { try auth.verify(unsigned, now: 1_000_000) }
+    let none = #expect(throws: NodeAuthError.self) { try auth.verify(unsigned, target: "a-b-0", now: 1_000_000) }
     #expect(none?.message.hasPrefix("unsigned") == true)
     var garbled = request
-    garbled.context[NodeCallAuth.contextKey] = "v1:abc:zz"
-    #expect(throws: NodeAuthError.self) { try auth.verify(garbled, now: 1_000_000) }
+    garbled.context[NodeCallAuth.contextKey] = "v2:abc:n:zz"
+    #expect(throws: NodeAuthError.self) { try auth.verify(garbled, target: "a-b-0", now: 1_000_000) }
+    var old = request
+    old.context[NodeCallAuth.contextKey] = "v1:1000000:" + String(repeating: "ab", count: 32)
+    let v1 = #expect(throws: NodeAuthError.self) { try auth.verify(old, target: "a-b-0", now: 1_000_000) }
+    #expect(v1?.message.hasPrefix("v1 signature") == true)
     #expect(throws: NodeAuthError.self) { try NodeCallAuth(secret: Array("short".utf8)) }
+  }
+
+  @Test func eachSignatureIsGoodOnce() throws {
+    let auth = try NodeCallAuth(secret: Array("a shared secret of 32 bytes!!!!!".utf8))
+    var request = Node.RestartServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "", serverName: ""))
+    auth.sign(&request, target: "p-0", timestamp: 1_000_000)
+    var replays = ReplayGuard()
+    try replays.admit(try auth.verify(request, target: "p-0", now: 1_000_000), now: 1_000_000)
+    let again = #expect(throws: NodeAuthError.self) {
+      try replays.admit(try auth.verify(request, target: "p-0", now: 1_000_010), now: 1_000_010)
+    }
+    #expect(again?.message.hasPrefix("replayed signature") == true)
+    // The same MAC in capitals is the same signature.
+    var shouting = request
+    let parts = request.context[NodeCallAuth.contextKey]!.split(separator: ":")
+    shouting.context[NodeCallAuth.contextKey] = "\(parts[0]):\(parts[1]):\(parts[2]):\(parts[3].uppercased())"
+    #expect(throws: NodeAuthError.self) {
+      try replays.admit(try auth.verify(shouting, target: "p-0", now: 1_000_010), now: 1_000_010)
+    }
+    // A second call with the same arguments in the same second has its own nonce.
+    var second = request
+    auth.sign(&second, target: "p-0", timestamp: 1_000_000)
+    try replays.admit(try auth.verify(second, target: "p-0", now: 1_000_001), now: 1_000_001)
   }
 
   @Test func secretFilesLoseTrailingNewlines() throws {
@@ -77,8 +106,8 @@ struct AuthTests {
     let fromFile = try NodeCallAuth(secretFile: dir.file("secret"))
     let direct = try NodeCallAuth(secret: Array("0123456789abcdef0123".utf8))
     var request = Node.StartServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "", serverName: ""))
-    fromFile.sign(&request, timestamp: 5)
-    try direct.verify(request, now: 5)
+    fromFile.sign(&request, target: "p", timestamp: 5)
+    _ = try direct.verify(request, target: "p", now: 5)
     #expect(throws: NodeAuthError.self) { try NodeCallAuth(secretFile: dir.file("missing")) }
   }
 }

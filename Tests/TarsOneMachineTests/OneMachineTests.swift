@@ -33,7 +33,7 @@ final class OneMachine: @unchecked Sendable {
     try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
   }
 
-  func start(manifests: Bool = true) throws {
+  func start(manifests: Bool = true, extra: [String] = []) throws {
     process.executableURL = URL(fileURLWithPath: Tool.path("tars-controlplane"))
     process.currentDirectoryURL = URL(fileURLWithPath: dir.path)
     process.arguments =
@@ -41,7 +41,7 @@ final class OneMachine: @unchecked Sendable {
         "up", "--query-port", "\(ports["query"]!)", "--registry-port", "\(ports["registry"]!)", "--config-port",
         "\(ports["config"]!)", "--notify-port", "\(ports["notify"]!)", "--admin-port", "\(ports["admin"]!)",
         "--first-pod-ip", firstPodIP, "--grace", "5",
-      ] + (manifests ? ["--manifests", self.manifests] : [])
+      ] + (manifests ? ["--manifests", self.manifests] : []) + extra
     _ = FileManager.default.createFile(atPath: dir.path + "/up.log", contents: nil)
     let log = FileHandle(forWritingAtPath: dir.path + "/up.log")!
     process.standardOutput = log
@@ -417,5 +417,57 @@ struct OneMachineTests {
     #expect(again.process.terminationStatus != 0)
     #expect(again.log.contains("no manifests at \(m.manifests)"), "\(again.log)")
     #expect(!again.log.contains("Usage:"), "a start failure is not a usage error: \(again.log)")
+  }
+
+  /// Each listener of `up`, its port taken: the error names the service, the address and the
+  /// flag, and nothing is left running.
+  @Test(arguments: [
+    ("query", "QueryObj"), ("registry", "RegistryObj"), ("config", "ConfigObj"), ("notify", "NotifyObj"),
+    ("admin", "admin API"), ("metrics", "metrics"),
+  ])
+  func aTakenPortNamesTheServiceTheAddressAndTheFlag(_ flag: String, _ service: String) throws {
+    let m = try OneMachine(firstPodIP: "127.0.205.1")
+    defer { m.dir.remove() }
+    let metrics = freePort()
+    let port = flag == "metrics" ? metrics : m.ports[flag]!
+    let holder = try ListeningSocket(port: port)
+    defer { holder.close() }
+    try m.start(manifests: false, extra: ["--metrics-port", "\(metrics)"])
+    m.process.waitUntilExit()
+    #expect(m.process.terminationStatus != 0)
+    #expect(
+      m.log.contains(
+        "\(service) cannot listen on 127.0.0.1:\(port): address in use (another tars-controlplane? use --\(flag)-port)"),
+      "\(m.log)")
+    #expect(!m.log.contains("bind(descriptor"), "no raw NIO error: \(m.log)")
+  }
+
+  /// A Tars server on the Swift runtime whose adapter's port is taken says which servant, where,
+  /// and which setting of its config to change.
+  @Test func aServerWhoseAdapterPortIsTakenSaysWhichAdapter() throws {
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let holder = try ListeningSocket()
+    defer { holder.close() }
+    try """
+    <tars>
+      <application>
+        <server>
+          app=Test
+          server=HelloServer
+          <Test.HelloServer.HelloObjAdapter>
+            endpoint=tcp -h 127.0.0.1 -p \(holder.port) -t 60000
+            servant=Test.HelloServer.HelloObj
+          </Test.HelloServer.HelloObjAdapter>
+        </server>
+      </application>
+    </tars>
+    """.write(toFile: dir.file("HelloServer.config.conf"), atomically: true, encoding: .utf8)
+    let out = try Tool.run("HelloServer", ["--config=\(dir.file("HelloServer.config.conf"))"])
+    #expect(out.status != 0)
+    #expect(
+      (out.stdout + out.stderr).contains(
+        "HelloObj cannot listen on 127.0.0.1:\(holder.port): address in use (another process?) — the endpoint of "
+          + "adapter Test.HelloServer.HelloObjAdapter in the config"), "\(out.stdout)\n\(out.stderr)")
   }
 }

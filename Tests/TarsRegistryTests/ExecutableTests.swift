@@ -72,4 +72,32 @@ struct ExecutableTests {
     let both = try Tool.run("tars-controlplane", ["registry", "--store", "/tmp/x.sqlite", "--kubeconfig", "/nope"])
     #expect(both.status != 0 && both.stderr.contains("use --store or --kubeconfig, not both"), "\(both)")
   }
+
+  /// Each listener of `registry`, its port taken (or an address this machine does not have):
+  /// the error names the service, the address and the flag to change.
+  @Test(arguments: [
+    ("--query-port", "QueryObj"), ("--registry-port", "RegistryObj"), ("--metrics-port", "metrics"),
+    ("--bind", "QueryObj"),
+  ])
+  func aPortItCannotHaveNamesTheServiceTheAddressAndTheFlag(_ flag: String, _ service: String) throws {
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    var ports = ["--query-port": freePort(), "--registry-port": freePort(), "--metrics-port": freePort()]
+    let holder = try ListeningSocket(port: ports[flag] ?? 0)
+    defer { holder.close() }
+    if flag == "--bind" { ports["--query-port"] = holder.port }
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails at once, nothing is sent.
+    let host = flag == "--bind" ? "192.0.2.1" : "127.0.0.1"
+    let out = try Tool.run(
+      "tars-controlplane",
+      ["registry", "--store", dir.file("state.sqlite"), "--namespace", "tars", "--bind", host]
+        + ports.flatMap { [$0.key, "\($0.value)"] })
+    #expect(out.status != 0)
+    let port = flag == "--bind" ? holder.port : ports[flag]!
+    let expected =
+      flag == "--bind"
+      ? "QueryObj cannot listen on 192.0.2.1:\(port): 192.0.2.1 is not an address of this machine (use --bind)"
+      : "\(service) cannot listen on 127.0.0.1:\(port): address in use (another tars-controlplane? use \(flag))"
+    #expect(out.stderr.contains(expected), "\(out.stderr)")
+  }
 }

@@ -141,3 +141,32 @@ public func freePort() -> Int {
   }
   return Int(UInt16(bigEndian: addr.sin_port))
 }
+
+/// A TCP listener that holds a port, so a test can see what a program says when it is taken.
+public struct ListeningSocket: Sendable {
+  public let fd: Int32
+  public let port: Int
+
+  /// Listens on `host:port` (port 0: any free one).
+  public init(host: String = "127.0.0.1", port: Int = 0) throws {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    self.fd = fd
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr(host)
+    addr.sin_port = in_port_t(UInt16(clamping: port).bigEndian)
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
+        bind(fd, p, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, p, &len) == 0
+      }
+    }
+    guard ok else {
+      Glibc.close(fd)
+      throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EADDRINUSE)
+    }
+    self.port = Int(UInt16(bigEndian: addr.sin_port))
+  }
+
+  public func close() { Glibc.close(fd) }
+}

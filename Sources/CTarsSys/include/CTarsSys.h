@@ -74,6 +74,40 @@ static inline int ctars_read_signal(int fd) {
   return n == (ssize_t)sizeof(info) ? (int)info.ssi_signo : 0;
 }
 
+/// Whether a signal is synchronous — raised by the faulting instruction or by abort-like
+/// traps of the process itself. An init must keep these fatal to itself (as tini does): blocking
+/// one and faulting would hang or loop, and forwarding it would blame the child.
+static inline int ctars_is_synchronous_signal(int sig) {
+  return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
+}
+
+/// What an init does with signals, set up before any thread exists (threads inherit the mask):
+/// blocks every signal a process may catch except the synchronous ones — 1 to 31 and the
+/// real-time range SIGRTMIN..SIGRTMAX (glibc keeps 32 and 33 for itself in every process, the
+/// child's included, and refuses them to programs) — and returns a non-blocking, close-on-exec
+/// signalfd that reports them, or -1. Nothing is left with its default action, so no signal
+/// can kill or stop tarsnode behind its back, PID 1 or not.
+static inline int ctars_block_all_signals_to_fd(void) {
+  sigset_t set;
+  sigfillset(&set);
+  for (int sig = 1; sig < 32; sig++)
+    if (ctars_is_synchronous_signal(sig)) sigdelset(&set, sig);
+  if (sigprocmask(SIG_SETMASK, &set, NULL) != 0) return -1;
+  return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/// Reads one pending signal from a signalfd: its number, or 0 when none is pending. Sets
+/// `*own` when this process caused it itself — a SIGPIPE or SIGXFSZ from one of its own writes
+/// (the kernel names the writer as the sender) — which is tarsnode's business, not the child's.
+static inline int ctars_read_signal_from(int fd, int *own) {
+  struct signalfd_siginfo info;
+  ssize_t n = read(fd, &info, sizeof(info));
+  if (n != (ssize_t)sizeof(info)) return 0;
+  int sig = (int)info.ssi_signo;
+  *own = (sig == SIGPIPE || sig == SIGXFSZ) && info.ssi_code == SI_USER && (pid_t)info.ssi_pid == getpid();
+  return sig;
+}
+
 /// Makes this process adopt orphaned descendants (what PID 1 does) when it is not PID 1.
 static inline int ctars_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 

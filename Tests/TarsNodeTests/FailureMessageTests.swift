@@ -1,0 +1,134 @@
+import Foundation
+import TarsAuth
+import TarsCtlCore
+import TarsFramework
+import TarsProtocol
+import TarsRPC
+import TarsTestSupport
+import Testing
+
+/// Sends a prepared (already signed) request to a NodeObj and decodes the restartServer reply.
+func sendRaw(_ request: RequestPacket, to node: String) throws -> Node.RestartServer.Result {
+  let loop = try TarsEventLoop()
+  let proxy = TarsProxy(
+    client: TarsClient(loop: loop), address: try TarsObjectAddress(parsing: "tars.tarsnode.NodeObj@" + node))
+  var reply: Result<ResponsePacket, TarsCallError>?
+  proxy.invoke(request, timeoutMs: 3000) { reply = $0 }
+  loop.run(until: { reply != nil }, timeoutMs: 5000)
+  return try Node.RestartServer.result(from: try #require(try reply?.get()))
+}
+
+@Suite("Signed NodeObj calls are bound to their pod and good once", .serialized)
+struct NodeCallReplayTests {
+  @Test func aCapturedRestartIsRefusedWhenReplayedAndOnAnotherReplica() throws {
+    let pods = [try TestPod(profile: TestPod.profile()), try TestPod(profile: TestPod.profile())]
+    defer { for p in pods { p.dir.remove() } }
+    let secret = pods[0].dir.file("secret")
+    try "0123456789abcdef0123456789abcdef\n".write(toFile: secret, atomically: true, encoding: .utf8)
+    let nodes = try pods.enumerated().map { i, pod in
+      try NodeProcess(
+        pod.arguments([
+          "--secret-file", secret, "--pod-ip", "127.0.0.\(2 + i)", "--pod-name", "test-helloserver-\(i)",
+        ]), dir: pod.dir)
+    }
+    defer { for n in nodes { n.terminate() } }
+    let addresses = pods.enumerated().map { i, pod in "tcp -h 127.0.0.\(2 + i) -p \(pod.nodeObjPort)" }
+    let ctl = try TarsCtl(timeoutMs: 5000)
+    for (address, node) in zip(addresses, nodes) {
+      #expect(
+        eventually { (try? ctl.node(.state, node: address, secretFile: nil))?.contains("present: Active") == true },
+        "\(node.stderr)")
+    }
+    // One restart, signed for pod 0, as someone on the network would capture it.
+    var captured = Node.RestartServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "", serverName: ""))
+    try NodeCallAuth(secretFile: secret).sign(&captured, target: "test-helloserver-0", timestamp: unixTimeSeconds())
+
+    let first = try sendRaw(captured, to: addresses[0])
+    #expect(first.ret == 0 && first.result == "Success", "\(first)")
+    let replayed = try sendRaw(captured, to: addresses[0])
+    #expect(replayed.ret == -1 && replayed.result.hasPrefix("refused: replayed signature"), "\(replayed)")
+    let elsewhere = try sendRaw(captured, to: addresses[1])
+    #expect(
+      elsewhere.ret == -1 && elsewhere.result.contains("not signed for this pod (test-helloserver-1)"), "\(elsewhere)")
+    #expect(nodes[1].stderr.contains("refused restartServer"), "the refusal is logged: \(nodes[1].stderr)")
+
+    // tarsctl signs for the pod the node names, fresh each time: two restarts in a row pass.
+    #expect(
+      eventually { (try? ctl.node(.state, node: addresses[1], secretFile: nil))?.contains("present: Active") == true })
+    #expect(try ctl.node(.restart, node: addresses[1], secretFile: secret) == "Success")
+    #expect(try ctl.node(.restart, node: addresses[1], secretFile: secret) == "Success")
+    let wrongPod = #expect(throws: TarsCtlError.self) {
+      try ctl.node(.stop, node: addresses[1], secretFile: secret, pod: "test-helloserver-0")
+    }
+    #expect(wrongPod?.message.hasPrefix("refused: bad signature") == true, "\(String(describing: wrongPod))")
+  }
+}
+
+@Suite("Failures that say what to change", .serialized)
+struct FailureMessageTests {
+  /// A copy of a dynamically linked system binary whose ELF interpreter names a file that does
+  /// not exist — a TarsCpp server on an image without its C library, in miniature.
+  func binaryWithAMissingInterpreter(in dir: TemporaryDirectory) throws -> (path: String, interpreter: String) {
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "/bin/true")))
+    let real = Array("/lib64/ld-linux-x86-64.so.2".utf8)
+    let missing = "/lib64/ld-nopex-x86-64.so.2"
+    guard let at = (0...(bytes.count - real.count)).first(where: { bytes[$0..<($0 + real.count)].elementsEqual(real) })
+    else {
+      throw TarsServantError("/bin/true has no /lib64/ld-linux-x86-64.so.2 interpreter (not x86-64 glibc?)")
+    }
+    bytes.replaceSubrange(at..<(at + real.count), with: Array(missing.utf8))
+    let path = dir.file("image/HelloServer")
+    try? FileManager.default.removeItem(atPath: path)
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    chmod(path, 0o755)
+    return (path, missing)
+  }
+
+  @Test func aMissingELFInterpreterIsNamedOnceWhileRetryingQuietly() throws {
+    let pod = try TestPod(profile: TestPod.profile())
+    defer { pod.dir.remove() }
+    let (_, interpreter) = try binaryWithAMissingInterpreter(in: pod.dir)
+    let node = try NodeProcess(pod.arguments(), dir: pod.dir)
+    defer { node.terminate() }
+    // Backoff from 200 ms: 200, 400, 800 → at least four attempts in 2.5 s.
+    usleep(2_500_000)
+    let said = node.stderr.components(separatedBy: "ELF interpreter \(interpreter)").count - 1
+    #expect(said == 1, "said once, not every backoff step: \(node.stderr)")
+    #expect(node.stderr.contains("is missing from this image"), "\(node.stderr)")
+    #expect(node.process.isRunning, "tarsnode keeps retrying")
+    #expect(!node.stderr.contains("exec failed: No such file or directory"), "\(node.stderr)")
+  }
+
+  @Test func plainInitNamesAMissingInterpreterToo() throws {
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    try FileManager.default.createDirectory(atPath: dir.file("image"), withIntermediateDirectories: true)
+    let (path, interpreter) = try binaryWithAMissingInterpreter(in: dir)
+    let script = dir.file("script")
+    try "#!/no/such/shell\necho hi\n".write(toFile: script, atomically: true, encoding: .utf8)
+    chmod(script, 0o755)
+    let binary = try Tool.run("tarsnode", ["--", path])
+    #expect(binary.status == 127)
+    #expect(binary.stderr.contains("ELF interpreter \(interpreter) is missing from this image"), "\(binary.stderr)")
+    let shebang = try Tool.run("tarsnode", ["--", script])
+    #expect(shebang.status == 127)
+    #expect(shebang.stderr.contains("interpreter /no/such/shell (its #! line) is missing"), "\(shebang.stderr)")
+  }
+
+  @Test(arguments: ["--server-obj-port", "--node-obj-port"])
+  func aTakenPortNamesTheServiceTheAddressAndTheFlag(_ flag: String) throws {
+    let pod = try TestPod(profile: TestPod.profile())
+    defer { pod.dir.remove() }
+    let port = flag == "--server-obj-port" ? pod.serverObjPort : pod.nodeObjPort
+    let holder = try ListeningSocket(port: port)
+    defer { holder.close() }
+    let node = try NodeProcess(pod.arguments(), dir: pod.dir)
+    defer { node.terminate() }
+    #expect(node.wait(seconds: 10) == 1)
+    let service = flag == "--server-obj-port" ? "ServerObj" : "NodeObj"
+    #expect(
+      node.stderr.contains(
+        "tarsnode: \(service) cannot listen on 127.0.0.1:\(port): address in use (another tarsnode? use \(flag))"),
+      "\(node.stderr)")
+  }
+}
