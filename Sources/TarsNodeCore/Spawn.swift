@@ -30,6 +30,13 @@ public struct SpawnRequest: Sendable {
   /// Capability numbers to keep; nil leaves them alone.
   public var keepCapabilities: [Int32]?
 
+  /// `LD_LIBRARY_PATH` as the process will see it.
+  var libraryPath: String? {
+    let prefix = "LD_LIBRARY_PATH="
+    guard let environment else { return getenv("LD_LIBRARY_PATH").map { String(cString: $0) } }
+    return environment.first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+  }
+
   public init(path: String, arguments: [String], environment: [String]?) {
     self.path = path
     self.arguments = arguments

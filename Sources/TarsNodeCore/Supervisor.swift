@@ -66,6 +66,9 @@ public final class Supervisor {
   var launching = false
   /// Why the last launch failed, while it keeps failing for that reason.
   var lastLaunchFailure: String?
+  /// When and how the current (or last) process was started.
+  var startedAt: UInt64?
+  var lastRequest: SpawnRequest?
   var consecutiveFailures = 0
   var crashTimes: [UInt64] = []
   var activeSince: UInt64?
@@ -119,6 +122,7 @@ public final class Supervisor {
   public func start() -> String {
     settingActive = true
     consecutiveFailures = 0
+    lastLaunchFailure = nil
     if let t = relaunchTimer {
       loop.cancel(t)
       relaunchTimer = nil
@@ -151,6 +155,7 @@ public final class Supervisor {
   public func restart() -> String {
     settingActive = true
     consecutiveFailures = 0
+    lastLaunchFailure = nil
     if pid == 0 { return start() }
     if stopPlan == nil { beginStop(thenStart: true, firstSignal: SIGTERM) } else { stopPlan?.thenStart = true }
     return "Success"
@@ -208,9 +213,10 @@ public final class Supervisor {
           self.launchFailed("\(error)")
           return
         }
-        self.lastLaunchFailure = nil
+        self.startedAt = self.now
+        self.lastRequest = plan.request
         self.rendered = plan.rendered
-        self.trace("started \(plan.request.path) as pid \(self.pid)")
+        if self.lastLaunchFailure == nil { self.trace("started \(plan.request.path) as pid \(self.pid)") }
         let t = self.now
         self.heartbeats = [:]
         for a in plan.rendered?.heartbeatAdapters ?? [] { self.heartbeats[a] = t }
@@ -266,6 +272,18 @@ public final class Supervisor {
       heartbeatTimer = nil
     }
     let planned = stopPlan != nil
+    // 127 at once, unplanned: the loader could not start the program (a missing library). Say
+    // what is missing, once, and retry quietly like any other start failure.
+    if !planned, !containerStopping, status == .exited(127), let started = startedAt,
+      now - started < 2_000_000_000, let request = lastRequest,
+      let why = ExecDiagnosis.missingLibrary(request.path, libraryPath: request.libraryPath)
+    {
+      activeSince = nil
+      set(.inactive)
+      launchFailed("cannot start \(request.path): \(why)")
+      return
+    }
+    if let started = startedAt, now - started >= 2_000_000_000 { lastLaunchFailure = nil }  // it did run
     trace("server \(status)\(planned ? "" : " (unexpected)")")
     notify("[alarm] server \(status)", !planned)
     let wasSteady = activeSince.map { now >= $0 + UInt64(settings.backoffResetMs) * 1_000_000 } ?? false

@@ -99,6 +99,29 @@ struct FailureMessageTests {
     #expect(!node.stderr.contains("exec failed: No such file or directory"), "\(node.stderr)")
   }
 
+  @Test func aMissingSharedLibraryIsNamedOnceWhileRetryingQuietly() throws {
+    let pod = try TestPod(profile: TestPod.profile())
+    defer { pod.dir.remove() }
+    // /bin/true, needing libq.so.6 instead of libc.so.6: exec works, the loader exits 127.
+    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: "/bin/true")))
+    let real = Array("libc.so.6\0".utf8)
+    let at = try #require(
+      (0...(bytes.count - real.count)).first { bytes[$0..<($0 + real.count)].elementsEqual(real) },
+      "/bin/true does not need libc.so.6")
+    bytes[at + 3] = UInt8(ascii: "q")
+    let path = pod.dir.file("image/HelloServer")
+    try FileManager.default.removeItem(atPath: path)
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    chmod(path, 0o755)
+    let node = try NodeProcess(pod.arguments(), dir: pod.dir)
+    defer { node.terminate() }
+    usleep(2_500_000)
+    let said = node.stderr.components(separatedBy: "it needs the library libq.so.6").count - 1
+    #expect(said == 1, "said once, not every backoff step: \(node.stderr)")
+    #expect(node.process.isRunning, "tarsnode keeps retrying")
+    #expect(node.stderr.components(separatedBy: "exit with code 127").count <= 2, "\(node.stderr)")
+  }
+
   @Test func plainInitNamesAMissingInterpreterToo() throws {
     let dir = try TemporaryDirectory()
     defer { dir.remove() }
