@@ -46,9 +46,7 @@ enum PlainInit {
       child = try Spawner.spawn(request)
     } catch {
       printError("tarsnode: \(error.message)")
-      return error.message.hasSuffix("No such file or directory")
-        || error.message.contains("is missing from this image")
-        ? 127 : 126
+      return error.notFound ? 127 : 126
     }
     let target = group ? -child : child
     var killAt: Int64 = -1  // ms on the monotonic clock, once a stop began

@@ -4,7 +4,12 @@ import Glibc
 /// The server could not be started: which step failed and why.
 public struct SpawnError: Error, Sendable, Equatable, CustomStringConvertible {
   public var message: String
-  public init(_ message: String) { self.message = message }
+  /// The program (or what it needs to run) is not there: a shell's 127, not 126.
+  public var notFound = false
+  public init(_ message: String, notFound: Bool = false) {
+    self.message = message
+    self.notFound = notFound
+  }
   public var description: String { message }
 }
 
@@ -92,9 +97,10 @@ public enum Spawner {
     if pid < 0 {
       let step = failedStep.map { String(cString: $0) } ?? "start"
       if step == "exec", let why = ExecDiagnosis.explain(r.path, errno: -pid) {
-        throw SpawnError("cannot start \(r.path): \(why)")
+        throw SpawnError("cannot start \(r.path): \(why)", notFound: -pid == ENOENT)
       }
-      throw SpawnError("cannot start \(r.path): \(step) failed: \(String(cString: strerror(-pid)))")
+      throw SpawnError(
+        "cannot start \(r.path): \(step) failed: \(String(cString: strerror(-pid)))", notFound: -pid == ENOENT)
     }
     return pid
   }
