@@ -7,17 +7,6 @@ import TarsRPC
 import TarsTestSupport
 import Testing
 
-/// Sends a prepared (already signed) request to a NodeObj and decodes the restartServer reply.
-func sendRaw(_ request: RequestPacket, to node: String) throws -> Node.RestartServer.Result {
-  let loop = try TarsEventLoop()
-  let proxy = TarsProxy(
-    client: TarsClient(loop: loop), address: try TarsObjectAddress(parsing: "tars.tarsnode.NodeObj@" + node))
-  var reply: Result<ResponsePacket, TarsCallError>?
-  proxy.invoke(request, timeoutMs: 3000) { reply = $0 }
-  loop.run(until: { reply != nil }, timeoutMs: 5000)
-  return try Node.RestartServer.result(from: try #require(try reply?.get()))
-}
-
 @Suite("Signed NodeObj calls are bound to their pod and good once", .serialized)
 struct NodeCallReplayTests {
   @Test func aCapturedRestartIsRefusedWhenReplayedAndOnAnotherReplica() throws {
@@ -43,11 +32,11 @@ struct NodeCallReplayTests {
     var captured = Node.RestartServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "", serverName: ""))
     try NodeCallAuth(secretFile: secret).sign(&captured, target: "test-helloserver-0", timestamp: unixTimeSeconds())
 
-    let first = try sendRaw(captured, to: addresses[0])
+    let first = try sendRaw(captured, as: Node.RestartServer.self, to: addresses[0])
     #expect(first.ret == 0 && first.result == "Success", "\(first)")
-    let replayed = try sendRaw(captured, to: addresses[0])
+    let replayed = try sendRaw(captured, as: Node.RestartServer.self, to: addresses[0])
     #expect(replayed.ret == -1 && replayed.result.hasPrefix("refused: replayed signature"), "\(replayed)")
-    let elsewhere = try sendRaw(captured, to: addresses[1])
+    let elsewhere = try sendRaw(captured, as: Node.RestartServer.self, to: addresses[1])
     #expect(
       elsewhere.ret == -1 && elsewhere.result.contains("not signed for this pod (test-helloserver-1)"), "\(elsewhere)")
     #expect(nodes[1].stderr.contains("refused restartServer"), "the refusal is logged: \(nodes[1].stderr)")

@@ -71,6 +71,18 @@ final class NodeProcess: @unchecked Sendable {
   }
 }
 
+/// Sends a prepared (already signed, or deliberately mis-signed) NodeObj request as it is and
+/// decodes the reply — what a captured call replayed by someone on the network looks like.
+func sendRaw<M: TarsMethod>(_ request: RequestPacket, as method: M.Type, to node: String) throws -> M.Result {
+  let loop = try TarsEventLoop()
+  let proxy = TarsProxy(
+    client: TarsClient(loop: loop), address: try TarsObjectAddress(parsing: "tars.tarsnode.NodeObj@" + node))
+  var reply: Result<ResponsePacket, TarsCallError>?
+  proxy.invoke(request, timeoutMs: 3000) { reply = $0 }
+  loop.run(until: { reply != nil }, timeoutMs: 5000)
+  return try M.result(from: try #require(try reply?.get()))
+}
+
 /// Polls `condition` every 50 ms for up to `seconds`.
 func eventually(_ seconds: Double = 10, _ condition: () -> Bool) -> Bool {
   let deadline = Date().addingTimeInterval(seconds)

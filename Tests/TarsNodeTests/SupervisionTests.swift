@@ -102,13 +102,7 @@ struct SupervisionTests {
     let auth = try NodeCallAuth(secretFile: secret)
     var stale = Node.StopServer.request(servant: "tars.tarsnode.NodeObj", .init(application: "", serverName: ""))
     auth.sign(&stale, target: "test-helloserver-0", timestamp: unixTimeSeconds() - 120)
-    let loop = try TarsEventLoop()
-    let proxy = TarsProxy(
-      client: TarsClient(loop: loop), address: try TarsObjectAddress(parsing: "tars.tarsnode.NodeObj@" + nodeObj))
-    var reply: Result<ResponsePacket, TarsCallError>?
-    proxy.invoke(stale, timeoutMs: 3000) { reply = $0 }
-    loop.run(until: { reply != nil }, timeoutMs: 5000)
-    let staleResult = try Node.StopServer.result(from: try #require(try reply?.get()))
+    let staleResult = try sendRaw(stale, as: Node.StopServer.self, to: nodeObj)
     #expect(staleResult.ret == -1 && staleResult.result.hasPrefix("refused: stale signature"), "\(staleResult)")
     #expect(
       (try? ctl.node(.state, node: nodeObj, secretFile: nil))?.contains("present: Active") == true,
