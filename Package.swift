@@ -129,6 +129,8 @@ let package = Package(
       ], swiftSettings: strict),
     // One-machine mode's kubelet: TServer replicas as tarsnode processes on 127.x addresses.
     .target(name: "TarsLocalRuntime", dependencies: ["TarsKube", "TarsProtocol", "CTarsSpawn"], swiftSettings: strict),
+    // The controller: TServers into StatefulSets/DaemonSets and Services.
+    .target(name: "TarsController", dependencies: ["TarsKube", "TarsProtocol"], swiftSettings: strict),
     // `tars-controlplane up`: every service on the embedded store, plus the local runtime.
     .target(
       name: "TarsOneMachine",
@@ -205,6 +207,9 @@ let package = Package(
     .testTarget(
       name: "TarsOneMachineTests",
       dependencies: ["TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "TarsControllerTests", dependencies: ["TarsController", "TarsKube", "TarsProtocol", "TarsTestSupport"],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(

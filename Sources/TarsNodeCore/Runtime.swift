@@ -29,6 +29,7 @@ public final class NodeRuntime {
     }
     let arguments = Array(CommandLine.arguments.dropFirst())
     if arguments.count == 2 && arguments[0] == "--resolve" { return resolve(arguments[1]) }
+    if arguments.count == 2 && arguments[0] == "--install" { return install(into: arguments[1]) }
     let environment = currentEnvironment()
     let settings: NodeSettings
     do {
@@ -51,6 +52,22 @@ public final class NodeRuntime {
       return 127
     } catch {
       printError("tarsnode: \(error)")
+      return 1
+    }
+  }
+
+  /// `tarsnode --install DIR`: copies this executable to DIR/tarsnode (mode 0755). The node
+  /// image holds nothing but tarsnode — no `cp` — and its init container runs this to put
+  /// tarsnode into the pod's shared `emptyDir`, so an unchanged server image runs under it.
+  static func install(into directory: String) -> Int32 {
+    do {
+      let bytes = try Files.read("/proc/self/exe")
+      try Files.makeDirectories(directory)
+      try Files.writeAtomically(directory + "/tarsnode", bytes, mode: 0o755)
+      print("tarsnode: installed \(directory)/tarsnode (\(bytes.count) bytes)")
+      return 0
+    } catch {
+      printError("tarsnode: cannot install into \(directory): \(error)")
       return 1
     }
   }

@@ -124,7 +124,9 @@ public struct NodeSettings: Sendable {
   public static let usage = """
     usage: tarsnode [options]                    supervise the pod's Tars server (K8SFramework pod contract)
            tarsnode [options] -- COMMAND [ARGS]  supervise any command as PID 1 (like tini)
+           tarsnode [options] --server-type not-tars -- COMMAND [ARGS]   a not-tars server, argv exactly
            tarsnode --resolve HOST               print the address this container finds for HOST
+           tarsnode --install DIR                copy tarsnode to DIR/tarsnode (the node image's init container)
 
     identity (default: the environment variable named)
       --app APP                ServerApp
@@ -184,13 +186,20 @@ public struct NodeSettings: Sendable {
     let switchFlags: Set<String> = [
       "--signal-group", "--restart", "--no-capture", "--no-stdout-copy", "--ready-notify",
     ]
+    var trailing: [String]?
     var i = 0
     while i < arguments.count {
       let a = arguments[i]
       if a == "--" {
         let command = Array(arguments[(i + 1)...])
         guard !command.isEmpty else { throw NodeSettingsError("nothing to run after '--'") }
-        s.mode = .plainInit(command: command)
+        // With --server-type not-tars it is the server's exact argv (spaces kept) in server
+        // mode; otherwise tarsnode is a plain init.
+        if flags["--server-type"] == ServerType.notTars.rawValue {
+          trailing = command
+        } else {
+          s.mode = .plainInit(command: command)
+        }
         break
       }
       if a == "--help" || a == "-h" { throw NodeSettingsError(usage) }
@@ -249,6 +258,12 @@ public struct NodeSettings: Sendable {
     if let v = value("--log-dir") { s.logDir = v }
     s.descriptorFile = value("--descriptor")
     if let v = value("--command") { s.command = v.split(separator: " ").map(String.init) }
+    if let trailing {
+      guard flags["--command"] == nil else {
+        throw NodeSettingsError("give the server's command with --command or after --, not both")
+      }
+      s.command = trailing
+    }
     if let v = value("--registry", "TarsRegistry") { s.registry = v }
     if let v = value("--locator", "TarsLocator") { s.locator = v }
     if let v = value("--notify", "TarsNotify") { s.notify = v }

@@ -144,3 +144,21 @@ struct FailureMessageTests {
       "\(node.stderr)")
   }
 }
+
+@Suite("tarsnode --install")
+struct InstallTests {
+  /// What the node image's init container runs: a copy of tarsnode that runs on its own.
+  @Test func copiesItselfIntoADirectory() throws {
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let out = try Tool.run("tarsnode", ["--install", dir.file("bin")])
+    #expect(out.status == 0, "\(out.stderr)")
+    let copy = dir.file("bin/tarsnode")
+    #expect(FileManager.default.contentsEqual(atPath: copy, andPath: Tool.path("tarsnode")))
+    #expect(FileManager.default.isExecutableFile(atPath: copy))
+    let help = try Tool.run(copy, ["--help"])
+    #expect(help.status == 0 && help.stdout.contains("tarsnode --install DIR"), "\(help.stdout)")
+    let refused = try Tool.run("tarsnode", ["--install", "/proc/nope"])
+    #expect(refused.status == 1 && refused.stderr.contains("cannot install into /proc/nope"), "\(refused.stderr)")
+  }
+}

@@ -145,7 +145,7 @@ struct SettingsTests {
     #expect(flags.keepCapabilities == ["NET_BIND_SERVICE", "chown"])
   }
 
-  @Test func refusesWhatItCannotUse() {
+  @Test func refusesWhatItCannotUse() throws {
     let missing = #expect(throws: NodeSettingsError.self) { try NodeSettings.parse(arguments: [], environment: [:]) }
     #expect(
       missing?.message.hasPrefix("missing identity: set ServerApp (--app), ServerName (--server), PodName") == true)
@@ -160,6 +160,13 @@ struct SettingsTests {
     let kept = try? NodeSettings.parse(arguments: ["--caps", "net_bind_service, CAP_CHOWN"], environment: env)
     #expect(kept?.keepCapabilities == ["net_bind_service", "CAP_CHOWN"])
     #expect(plain?.mode == .plainInit(command: ["sleep", "1"]) && plain?.serverType == .notTars)
+    // A not-tars server's argv after --, spaces kept, still in server mode.
+    let exact = try NodeSettings.parse(
+      arguments: ["--server-type", "not-tars", "--", "nginx", "-g", "daemon off;"], environment: env)
+    #expect(exact.mode == .server && exact.command == ["nginx", "-g", "daemon off;"])
+    #expect(throws: NodeSettingsError.self) {
+      try NodeSettings.parse(arguments: ["--server-type", "not-tars", "--command", "a", "--", "b"], environment: env)
+    }
   }
 }
 
