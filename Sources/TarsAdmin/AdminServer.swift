@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import TarsAdminAPI
 import TarsAuth
 import TarsFramework
@@ -75,9 +76,13 @@ public final class AdminServer: Sendable {
     var logger = Logger(label: "tars.admin")
     logger.logLevel = .warning
     let (bound, boundContinuation) = AsyncStream<Int>.makeStream()
+    let running = RunningFlag()
     let app = Application(
       router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tars-admin"),
-      onServerRunning: { channel in boundContinuation.yield(channel.localAddress?.port ?? port) }, logger: logger)
+      onServerRunning: { channel in
+        running.value.store(true, ordering: .relaxed)
+        boundContinuation.yield(channel.localAddress?.port ?? port)
+      }, logger: logger)
     let (failed, failedContinuation) = AsyncStream<AdminStartError>.makeStream()
     // Its own service group without signal handlers: the control plane decides when to stop.
     let serviceGroup = ServiceGroup(
@@ -92,7 +97,8 @@ public final class AdminServer: Sendable {
               listen: ListenError(
                 service: "admin API", host: host, port: port, reason: .init(errno: $0.errnoCode, detail: "\($0)")))
           } ?? AdminStartError(message: "\(error)"))
-        if !(error is IOError) { log("admin: the API stopped: \(error)") }  // a bind failure is the caller's to say
+        // A failure to start is the caller's to say (as a ListenError); a stop once running is ours.
+        if running.value.load(ordering: .relaxed) { log("admin: the API stopped: \(error)") }
       }
       failedContinuation.finish()
       boundContinuation.finish()
@@ -129,6 +135,11 @@ public final class AdminServer: Sendable {
     await group.triggerGracefulShutdown()
     await task.value
   }
+}
+
+/// Whether the API got as far as listening.
+final class RunningFlag: Sendable {
+  let value = Atomic<Bool>(false)
 }
 
 public struct AdminStartError: Error, Sendable, CustomStringConvertible {

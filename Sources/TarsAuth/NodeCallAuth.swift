@@ -43,6 +43,10 @@ public struct NodeCallAuth: Sendable {
         nonce: nonce, arguments: request.sBuffer))
   }
 
+  static func isHexDigit(_ c: UInt8) -> Bool {
+    (48...57).contains(c) || (97...102).contains(c) || (65...70).contains(c)
+  }
+
   /// A fresh nonce: two calls signed in the same second with the same arguments still differ,
   /// so the replay check never refuses a genuine second call.
   public static func nonce() -> String {
@@ -79,12 +83,15 @@ public struct NodeCallAuth: Sendable {
       throw NodeAuthError(
         "v1 signature: it names no target pod, so it is refused; sign with this version's tarsctl or control plane")
     }
-    guard parts.count == 4, parts[0] == "v2", let timestamp = Int64(parts[1]), !parts[2].isEmpty,
-      parts[2].count <= 64, let mac = Hex.decode(String(parts[3]))
+    // The nonce is hex (no separator can hide in it); the timestamp is compared without
+    // arithmetic on it, so no value a caller sends can overflow.
+    guard parts.count == 4, parts[0] == "v2", parts[1].count <= 12, let timestamp = Int64(parts[1]),
+      (8...64).contains(parts[2].count), parts[2].utf8.allSatisfy(Self.isHexDigit),
+      let mac = Hex.decode(String(parts[3]))
     else {
-      throw NodeAuthError("malformed signature: expected v2:<unix seconds>:<nonce>:<hex>")
+      throw NodeAuthError("malformed signature: expected v2:<unix seconds>:<hex nonce>:<hex>")
     }
-    guard abs(now - timestamp) <= Self.maxSkewSeconds else {
+    guard timestamp >= now - Self.maxSkewSeconds && timestamp <= now + Self.maxSkewSeconds else {
       throw NodeAuthError(
         "stale signature: signed at \(timestamp), now \(now), more than \(Self.maxSkewSeconds) s apart (check the clocks)"
       )
@@ -111,7 +118,7 @@ public struct ReplayGuard: Sendable {
   /// Accepts a verified signature once; a second use is refused with the reason.
   public mutating func admit(_ v: NodeCallAuth.Verified, now: Int64) throws(NodeAuthError) {
     if seen.count >= Self.capacity / 2 {
-      seen = seen.filter { abs(now - $0.value) <= NodeCallAuth.maxSkewSeconds }
+      seen = seen.filter { $0.value >= now - NodeCallAuth.maxSkewSeconds }
     }
     guard seen[v.mac] == nil else {
       throw NodeAuthError(

@@ -188,7 +188,8 @@ struct NodeCommand: ParsableCommand {
     if action == .notify && (command ?? "").isEmpty { throw fail("notify needs a command, e.g. tars.viewstatus") }
     do {
       let reply = try TarsCtl(timeoutMs: options.timeout).node(
-        action, node: node, secretFile: secretFile, pod: pod, app: app, server: server, command: command ?? "")
+        action, node: node, secretFile: secretFile, pod: pod, app: app, server: server, command: command ?? "",
+        note: { FileHandle.standardError.write(Data("tarsctl: \($0)\n".utf8)) })
       print(reply, terminator: reply.hasSuffix("\n") || reply.isEmpty ? "" : "\n")
     } catch {
       throw fail(error.message)

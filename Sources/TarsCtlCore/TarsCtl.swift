@@ -123,7 +123,7 @@ extension TarsCtl {
   /// Returns the node's answer; a refusal or failure throws.
   public func node(
     _ action: NodeAction, node: String, secretFile: String?, pod: String? = nil, app: String = "", server: String = "",
-    command: String = ""
+    command: String = "", note: (String) -> Void = { _ in }
   ) throws(TarsCtlError) -> String {
     let address = try Self.address(node, defaultName: "tars.tarsnode.NodeObj")
     let auth: NodeCallAuth?
@@ -143,6 +143,8 @@ extension TarsCtl {
             throw TarsCtlError("the node did not say its pod name (\(state.result)): pass --pod")
           }
           target = state.info.nodeName
+          // The name comes from an unsigned answer: say whom the signature is for.
+          note("signing for pod \(state.info.nodeName), the name the node reports (--pod pins it)")
         }
         auth.sign(&request, target: target ?? "", timestamp: unixTimeSeconds())
       }

@@ -9,7 +9,7 @@ import TarsProtocol
 /// is compacted (older versions answer 410), selectors applied to the old and new state (an
 /// object whose labels stop matching is DELETED for that watch), the status subresource,
 /// strategic merge of conditions by type, and the exact errors (see
-/// shared/fixtures/kube/INDEX.md). A conformance suite runs the same assertions here and on a
+/// Tests/Fixtures/kube/INDEX.md). A conformance suite runs the same assertions here and on a
 /// real cluster.
 public final class EmbeddedStore: ObjectStore {
   let db: DatabaseQueue

@@ -1,7 +1,7 @@
 import TarsProtocol
 
 /// A patch, by its media type. The embedded store applies them the way the API server does
-/// (including the parts recorded in shared/fixtures/kube/INDEX.md); the client sends them.
+/// (including the parts recorded in Tests/Fixtures/kube/INDEX.md); the client sends them.
 public enum Patch: Sendable, Equatable {
   /// `application/merge-patch+json` (RFC 7386): objects merge, `null` deletes, lists are replaced.
   case merge(JSONValue)

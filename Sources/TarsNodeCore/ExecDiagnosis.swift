@@ -13,6 +13,9 @@ enum ExecDiagnosis {
       let line = head.dropFirst(2).prefix { $0 != 10 }
       let words = line.split(whereSeparator: { $0 == 32 || $0 == 9 })
       guard let first = words.first else { return nil }
+      if line.last == 13 && access(String(decoding: first, as: UTF8.self), X_OK) != 0 {
+        return "its #! line ends in a carriage return (Windows line endings: convert the file with dos2unix)"
+      }
       let interpreter = String(decoding: first, as: UTF8.self)
       if access(interpreter, X_OK) != 0 {
         return "its interpreter \(interpreter) (its #! line) is missing from this image"
@@ -23,7 +26,7 @@ enum ExecDiagnosis {
     let is64 = head[4] == 2
     let machine = Int(head[18]) | Int(head[19]) << 8
     let ours = Self.machine
-    if machine != ours, let name = machineNames[machine] {
+    if code == ENOEXEC, machine != ours, let name = machineNames[machine] {
       return "it is built for \(name), and this machine is \(machineNames[ours] ?? "another architecture")"
     }
     guard let interpreter = interpreter(path, head: head, is64: is64) else { return nil }
@@ -32,6 +35,17 @@ enum ExecDiagnosis {
         + "library in the image: use a base image that has it, or link the server statically)"
     }
     return nil
+  }
+
+  /// Debian's multiarch directories, which its ld.so searches by default.
+  static var multiarch: [String] {
+    #if arch(x86_64)
+      return ["x86_64-linux-gnu"]
+    #elseif arch(arm64)
+      return ["aarch64-linux-gnu"]
+    #else
+      return []
+    #endif
   }
 
   static let machineNames: [Int: String] = [3: "x86 (32-bit)", 62: "x86-64", 40: "ARM (32-bit)", 183: "arm64"]
@@ -126,7 +140,8 @@ enum ExecDiagnosis {
     }
     directories += (libraryPath ?? "").split(separator: ":").map(String.init)
     directories += configuredDirectories("/etc/ld.so.conf", depth: 0)
-    directories += ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
+    directories +=
+      multiarch.flatMap { ["/lib/\($0)", "/usr/lib/\($0)"] } + ["/lib64", "/usr/lib64", "/lib", "/usr/lib"]
     for index in needed {
       guard let name = string(index), !name.isEmpty else { continue }
       if name.contains("/") {

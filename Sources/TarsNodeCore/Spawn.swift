@@ -1,5 +1,6 @@
 import CTarsSpawn
 import Glibc
+import TarsRPC
 
 /// The server could not be started: which step failed and why.
 public struct SpawnError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -37,9 +38,13 @@ public struct SpawnRequest: Sendable {
 
   /// `LD_LIBRARY_PATH` as the process will see it.
   var libraryPath: String? {
-    let prefix = "LD_LIBRARY_PATH="
-    guard let environment else { return getenv("LD_LIBRARY_PATH").map { String(cString: $0) } }
-    return environment.first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+    environment == nil ? getenv("LD_LIBRARY_PATH").map { String(cString: $0) } : environmentValue("LD_LIBRARY_PATH")
+  }
+
+  /// A variable of `environment` (nil when it is not set there).
+  func environmentValue(_ name: String) -> String? {
+    let prefix = name + "="
+    return environment?.first { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
   }
 
   public init(path: String, arguments: [String], environment: [String]?) {
@@ -96,7 +101,12 @@ public enum Spawner {
     }
     if pid < 0 {
       let step = failedStep.map { String(cString: $0) } ?? "start"
-      if step == "exec", let why = ExecDiagnosis.explain(r.path, errno: -pid) {
+      // A bare name was looked up in PATH by the child: diagnose the file it found.
+      let found =
+        r.searchPath && !r.path.contains("/")
+        ? Files.findExecutable(r.path, path: r.environmentValue("PATH") ?? getenv("PATH").map { String(cString: $0) })
+        : r.path
+      if step == "exec", let found, let why = ExecDiagnosis.explain(found, errno: -pid) {
         throw SpawnError("cannot start \(r.path): \(why)", notFound: -pid == ENOENT)
       }
       throw SpawnError(

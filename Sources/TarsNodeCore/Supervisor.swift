@@ -69,6 +69,8 @@ public final class Supervisor {
   /// When and how the current (or last) process was started.
   var startedAt: UInt64?
   var lastRequest: SpawnRequest?
+  /// Set for the first 2 s of a start that follows quiet retries.
+  var probation: TarsEventLoop.TimerID?
   var consecutiveFailures = 0
   var crashTimes: [UInt64] = []
   var activeSince: UInt64?
@@ -104,8 +106,10 @@ public final class Supervisor {
     publish()
   }
 
-  /// Sends the current state to whoever listens (the registry reporter).
+  /// Sends the current state to whoever listens (the registry reporter); not while a start that
+  /// follows quiet retries is on probation.
   func publish() {
+    guard probation == nil else { return }
     report(settingActive ? "Active" : "Inactive", present.rawValue, pid)
   }
 
@@ -216,7 +220,21 @@ public final class Supervisor {
         self.startedAt = self.now
         self.lastRequest = plan.request
         self.rendered = plan.rendered
-        if self.lastLaunchFailure == nil { self.trace("started \(plan.request.path) as pid \(self.pid)") }
+        if self.lastLaunchFailure == nil {
+          self.trace("started \(plan.request.path) as pid \(self.pid)")
+        } else {
+          // Retrying quietly: no state goes out until this start has lasted, so a loader that
+          // fails every time is not an Activating/Inactive flap at the registry every step.
+          let launched = self.pid
+          self.probation = self.loop.schedule(afterMilliseconds: 2000) { [weak self] in
+            guard let self else { return }
+            self.probation = nil
+            guard self.pid == launched else { return }
+            self.lastLaunchFailure = nil
+            self.log("started \(plan.request.path) as pid \(launched) after all (it has run for 2 s)")
+            self.publish()
+          }
+        }
         let t = self.now
         self.heartbeats = [:]
         for a in plan.rendered?.heartbeatAdapters ?? [] { self.heartbeats[a] = t }
@@ -272,6 +290,11 @@ public final class Supervisor {
       heartbeatTimer = nil
     }
     let planned = stopPlan != nil
+    let quiet = probation != nil
+    if let p = probation {
+      loop.cancel(p)
+      probation = nil
+    }
     // 127 at once, unplanned: the loader could not start the program (a missing library). Say
     // what is missing, once, and retry quietly like any other start failure.
     if !planned, !containerStopping, status == .exited(127), let started = startedAt,
@@ -279,7 +302,7 @@ public final class Supervisor {
       let why = ExecDiagnosis.missingLibrary(request.path, libraryPath: request.libraryPath)
     {
       activeSince = nil
-      set(.inactive)
+      if quiet { present = .inactive } else { set(.inactive) }
       launchFailed("cannot start \(request.path): \(why)")
       return
     }

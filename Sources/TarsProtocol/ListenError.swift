@@ -60,9 +60,12 @@ public struct ListenError: Error, Sendable, Equatable, CustomStringConvertible {
     case .addressInUse:
       why = "address in use (another \(program ?? "process")?\(use.map { " \($0)" } ?? ""))"
     case .addressNotAvailable:
-      why = "\(host) is not an address of this machine\((addressSetting ?? setting).map { " (use \($0))" } ?? "")"
+      why = "\(host) is not an address of this machine\(addressSetting.map { " (use \($0))" } ?? "")"
     case .permissionDenied:
-      why = "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE\(use.map { " (\($0))" } ?? "")"
+      why =
+        (port < 1024
+          ? "permission denied: a port below 1024 needs root or CAP_NET_BIND_SERVICE"
+          : "permission denied (a security policy refuses it)") + (use.map { " (\($0))" } ?? "")
     case .other(let detail):
       why = detail + (use.map { " (\($0))" } ?? "")
     }

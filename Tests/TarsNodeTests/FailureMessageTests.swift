@@ -109,6 +109,11 @@ struct FailureMessageTests {
     #expect(said == 1, "said once, not every backoff step: \(node.stderr)")
     #expect(node.process.isRunning, "tarsnode keeps retrying")
     #expect(node.stderr.components(separatedBy: "exit with code 127").count <= 2, "\(node.stderr)")
+    // It did keep trying: the loader's own line, once per attempt, is in the server's output.
+    let output =
+      (try? String(contentsOfFile: pod.dir.file("logs/Test/HelloServer/Test.HelloServer.stdout.log"), encoding: .utf8))
+      ?? ""
+    #expect(output.components(separatedBy: "libq.so.6: cannot open shared object file").count - 1 >= 3, "\(output)")
   }
 
   @Test func plainInitNamesAMissingInterpreterToo() throws {

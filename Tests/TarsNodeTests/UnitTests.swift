@@ -69,6 +69,16 @@ struct AuthTests {
     var garbled = request
     garbled.context[NodeCallAuth.contextKey] = "v2:abc:n:zz"
     #expect(throws: NodeAuthError.self) { try auth.verify(garbled, target: "a-b-0", now: 1_000_000) }
+    // Timestamps at the ends of Int64, and separators hidden in a nonce, are refused, not a crash.
+    for bad in [
+      "v2:-9223372036854775808:0011223344556677:00", "v2:9223372036854775807:0011223344556677:00",
+      "v2:1000000:00112233\n4455:00",
+    ] {
+      var r = request
+      r.context[NodeCallAuth.contextKey] = bad
+      let e = #expect(throws: NodeAuthError.self) { try auth.verify(r, target: "a-b-0", now: 1_000_000) }
+      #expect(e?.message.hasPrefix("malformed signature") == true, "\(bad): \(String(describing: e))")
+    }
     var old = request
     old.context[NodeCallAuth.contextKey] = "v1:1000000:" + String(repeating: "ab", count: 32)
     let v1 = #expect(throws: NodeAuthError.self) { try auth.verify(old, target: "a-b-0", now: 1_000_000) }

@@ -17,6 +17,8 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 enum {
@@ -82,29 +84,35 @@ static inline int ctars_is_synchronous_signal(int sig) {
 }
 
 /// What an init does with signals, set up before any thread exists (threads inherit the mask):
-/// blocks every signal a process may catch except the synchronous ones — 1 to 31 and the
-/// real-time range SIGRTMIN..SIGRTMAX (glibc keeps 32 and 33 for itself in every process, the
-/// child's included, and refuses them to programs) — and returns a non-blocking, close-on-exec
-/// signalfd that reports them, or -1. Nothing is left with its default action, so no signal
-/// can kill or stop tarsnode behind its back, PID 1 or not.
+/// blocks every signal a process may catch except the synchronous ones — 1 to 64, 32 and 33
+/// included — and returns a non-blocking, close-on-exec signalfd that reports them, or -1.
+/// glibc's sigfillset/sigprocmask silently leave out 32 and 33 (its own SIGCANCEL and SIGSETXID),
+/// which would keep their default action — death — so the mask is built bit by bit and set with
+/// the raw rt_sigprocmask. Nothing is left that could kill or stop tarsnode behind its back.
 static inline int ctars_block_all_signals_to_fd(void) {
   sigset_t set;
-  sigfillset(&set);
-  for (int sig = 1; sig < 32; sig++)
-    if (ctars_is_synchronous_signal(sig)) sigdelset(&set, sig);
-  if (sigprocmask(SIG_SETMASK, &set, NULL) != 0) return -1;
-  return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  memset(&set, 0, sizeof(set));
+  unsigned long bits = 0;
+  for (int sig = 1; sig <= 64; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP && !ctars_is_synchronous_signal(sig)) bits |= 1UL << (sig - 1);
+  memcpy(&set, &bits, sizeof(bits));
+  if (syscall(SYS_rt_sigprocmask, SIG_SETMASK, &set, NULL, sizeof(bits)) != 0) return -1;
+  return (int)syscall(SYS_signalfd4, -1, &set, sizeof(bits), SFD_NONBLOCK | SFD_CLOEXEC);
 }
 
 /// Reads one pending signal from a signalfd: its number, or 0 when none is pending. Sets
-/// `*own` when this process caused it itself — a SIGPIPE or SIGXFSZ from one of its own writes
-/// (the kernel names the writer as the sender) — which is tarsnode's business, not the child's.
+/// `*own` when the signal is tarsnode's business, not the child's: a SIGPIPE or SIGXFSZ caused by
+/// one of its own writes (the kernel names the writer as the sender), or 32/33 — the C library's
+/// SIGCANCEL and SIGSETXID: a glibc child without a handler for them would die of one, and one
+/// with a handler ignores any it did not send itself, so an init does not pass them on (tini
+/// neither). They are blocked only so they cannot kill tarsnode.
 static inline int ctars_read_signal_from(int fd, int *own) {
   struct signalfd_siginfo info;
   ssize_t n = read(fd, &info, sizeof(info));
   if (n != (ssize_t)sizeof(info)) return 0;
   int sig = (int)info.ssi_signo;
-  *own = (sig == SIGPIPE || sig == SIGXFSZ) && info.ssi_code == SI_USER && (pid_t)info.ssi_pid == getpid();
+  *own = sig == 32 || sig == 33 ||
+         ((sig == SIGPIPE || sig == SIGXFSZ) && info.ssi_code == SI_USER && (pid_t)info.ssi_pid == getpid());
   return sig;
 }
 
