@@ -19,7 +19,9 @@ final class NotifySocket {
     guard Self.withAddress(path, { bind(fd, $0, $1) }) == 0 else {
       let e = errno
       close(fd)
-      throw SpawnError("cannot bind the notify socket \(path): \(String(cString: strerror(e)))")
+      throw SpawnError(
+        "NOTIFY_SOCKET cannot listen on \(path): \(String(cString: strerror(e))) (--ready-notify puts it in --base-dir)"
+      )
     }
     do {
       try loop.register(fd: fd, events: .readable) { [unowned self] _ in self.receive() }

@@ -132,6 +132,23 @@ struct FailureMessageTests {
     #expect(shebang.stderr.contains("interpreter /no/such/shell (its #! line) is missing"), "\(shebang.stderr)")
   }
 
+  @Test func theNotifySocketSaysWhereAndWhichFlag() throws {
+    let pod = try TestPod()
+    defer { pod.dir.remove() }
+    // A directory where the socket goes: bind fails, and unlink cannot clear it.
+    try FileManager.default.createDirectory(
+      atPath: pod.dir.file("base/notify.sock/x"), withIntermediateDirectories: true)
+    let node = try NodeProcess(
+      pod.arguments(["--server-type", "not-tars", "--command", "sleep 60", "--ready-notify"]), dir: pod.dir)
+    defer { node.terminate() }
+    #expect(node.wait(seconds: 10) == 1)
+    #expect(
+      node.stderr.contains(
+        "NOTIFY_SOCKET cannot listen on \(pod.dir.file("base/notify.sock")): Address already in use (--ready-notify puts it in --base-dir)"
+      ),
+      "\(node.stderr)")
+  }
+
   @Test(arguments: ["--server-obj-port", "--node-obj-port"])
   func aTakenPortNamesTheServiceTheAddressAndTheFlag(_ flag: String) throws {
     let pod = try TestPod(profile: TestPod.profile())
