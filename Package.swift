@@ -209,7 +209,8 @@ let package = Package(
       dependencies: ["TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport"],
       swiftSettings: strict),
     .testTarget(
-      name: "TarsControllerTests", dependencies: ["TarsController", "TarsKube", "TarsProtocol", "TarsTestSupport"],
+      name: "TarsControllerTests",
+      dependencies: ["TarsController", "TarsKube", "TarsProtocol", "TarsEmbeddedStore", "TarsTestSupport"],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(

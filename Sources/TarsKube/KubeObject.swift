@@ -90,3 +90,26 @@ public func kubeTimestamp(_ date: Date = Date()) -> String {
   f.formatOptions = [.withInternetDateTime]
   return f.string(from: date)
 }
+
+extension KubeObject {
+  /// A core/v1 Event about `kind`/`name` (what `kubectl describe` and `tarsctl events` list).
+  /// Its name is the object's plus a unique suffix, as the API server's recorders make them.
+  public static func event(
+    namespace: String, kind: String, name: String, uid: String? = nil, type: String, reason: String,
+    message: String, component: String, suffix: String
+  ) -> KubeObject {
+    let now = kubeTimestamp()
+    var involved: [(String, JSONValue)] = [
+      ("kind", .string(kind)), ("name", .string(name)), ("namespace", .string(namespace)),
+    ]
+    if let uid { involved.append(("uid", .string(uid))) }
+    return KubeObject(
+      .object([
+        ("apiVersion", .string("v1")), ("kind", .string("Event")),
+        ("metadata", .object([("name", .string("\(name).\(suffix)")), ("namespace", .string(namespace))])),
+        ("involvedObject", .object(involved)), ("reason", .string(reason)), ("message", .string(message)),
+        ("type", .string(type)), ("source", .object([("component", .string(component))])),
+        ("firstTimestamp", .string(now)), ("lastTimestamp", .string(now)), ("count", .integer(1)),
+      ]))
+  }
+}

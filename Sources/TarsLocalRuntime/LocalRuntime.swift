@@ -634,20 +634,10 @@ public actor LocalRuntime {
   /// Records a Kubernetes Event about a pod (what `tarsctl events` lists).
   func event(_ pod: String, type: String, reason: String, message: String) async {
     eventCounter += 1
-    let now = kubeTimestamp()
-    let name = "\(pod).\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16))\(eventCounter)"
-    let o = KubeObject(
-      .object([
-        ("apiVersion", .string("v1")), ("kind", .string("Event")),
-        ("metadata", .object([("name", .string(name)), ("namespace", .string(configuration.namespace))])),
-        (
-          "involvedObject",
-          .object([("kind", .string("Pod")), ("name", .string(pod)), ("namespace", .string(configuration.namespace))])
-        ),
-        ("reason", .string(reason)), ("message", .string(message)), ("type", .string(type)),
-        ("source", .object([("component", .string("tars-local"))])), ("firstTimestamp", .string(now)),
-        ("lastTimestamp", .string(now)), ("count", .integer(1)),
-      ]))
+    let o = KubeObject.event(
+      namespace: configuration.namespace, kind: "Pod", name: pod, type: type, reason: reason, message: message,
+      component: "tars-local",
+      suffix: "\(String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16))\(eventCounter)")
     do {
       _ = try await store.create(.events, o)
     } catch {
