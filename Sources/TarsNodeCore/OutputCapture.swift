@@ -14,7 +14,8 @@ final class OutputCapture {
   var held: [UInt8]?
   var paused = false
   var dropping = false
-  var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+  /// Never zero-filled, so only the part reads reach is resident.
+  let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
   init(loop: TarsEventLoop, log: OutputLog) throws(SpawnError) {
     var fds: [Int32] = [0, 0]
@@ -34,14 +35,16 @@ final class OutputCapture {
     }
   }
 
+  deinit { buffer.deallocate() }
+
   func drain() {
     while !paused {
-      let n = buffer.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
+      let n = read(readFD, buffer.baseAddress, buffer.count)
       if n <= 0 {
         if n < 0 && errno == EINTR { continue }
         return  // EAGAIN, or EOF (we hold the write end, so only at exit)
       }
-      offer(Array(buffer[0..<n]))
+      offer(Array(UnsafeRawBufferPointer(rebasing: buffer[0..<n])))
     }
   }
 

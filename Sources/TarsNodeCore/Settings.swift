@@ -314,8 +314,12 @@ public struct NodeSettings: Sendable {
         throw NodeSettingsError(
           "missing identity: set \(missing.joined(separator: ", ")), or run 'tarsnode -- COMMAND'")
       }
+      // ASCII names (all of K8SFramework's) are checked byte by byte, which leaves the Unicode
+      // property tables untouched; anything else gets the full Character check.
       for (name, part) in [("ServerApp", s.app), ("ServerName", s.server)]
-      where !part.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) {
+      where !part.utf8.allSatisfy(isASCIINameByte)
+        && !part.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" })
+      {
         throw NodeSettingsError("\(name) '\(part)' may hold only letters, digits, '_' and '-'")
       }
     }
@@ -324,6 +328,11 @@ public struct NodeSettings: Sendable {
     if s.readyNotify && s.readyHTTP != nil { throw NodeSettingsError("use --ready-notify or --ready-http, not both") }
     return s
   }
+}
+
+/// A-Z, a-z, 0-9, '_' or '-'.
+func isASCIINameByte(_ b: UInt8) -> Bool {
+  (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x5F || b == 0x2D
 }
 
 func lastPathComponent(_ path: String) -> String {

@@ -127,12 +127,13 @@ final class FramedConnection {
 
   func readAvailable() {
     while !closed {
-      let n = loop.readBuffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+      let buffer = loop.readBuffer
+      let n = recv(fd, buffer.baseAddress, buffer.count, 0)
       if n > 0 {
         lastActivity = TarsEventLoop.now()
-        loop.readBuffer.withUnsafeBytes { splitter.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        splitter.append(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         deliverFrames()
-        if n < loop.readBuffer.count { return }
+        if n < buffer.count { return }
         continue
       }
       if n == 0 {

@@ -17,15 +17,17 @@ public enum Files {
     guard fd >= 0 else { throw FileError("open", path) }
     defer { close(fd) }
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
+    // Not zero-filled: only the bytes a read reaches are touched.
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 * 1024, alignment: 16)
+    defer { chunk.deallocate() }
     while true {
-      let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+      let n = Glibc.read(fd, chunk.baseAddress, chunk.count)
       if n < 0 {
         if errno == EINTR { continue }
         throw FileError("read", path)
       }
       if n == 0 { return out }
-      out += chunk[0..<n]
+      out += UnsafeRawBufferPointer(rebasing: chunk[0..<n])
     }
   }
 
