@@ -106,7 +106,7 @@ let package = Package(
     .executableTarget(
       name: "tars-controlplane",
       dependencies: [
-        "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI", "TarsProtocol",
+        "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI", "TarsProtocol", "TarsController",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),

@@ -12,7 +12,7 @@ struct ControlPlane: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "tars-controlplane",
     abstract: "The TarsK8s control plane: one subcommand per service.",
-    subcommands: [UpCommand.self, RegistryCommand.self])
+    subcommands: [UpCommand.self, RegistryCommand.self, ControllerCommand.self])
 }
 
 struct StoreFlags: ParsableArguments {

@@ -12,6 +12,9 @@ public final class Informer: Sendable {
   let selector: LabelSelector?
   let pageSize: Int
   let onChange: @Sendable () -> Void
+  /// Called with each object that was added, changed or deleted (a relist reports every object
+  /// and every one that vanished), so a controller can queue exactly what changed.
+  let onObject: @Sendable (_ namespace: String?, _ name: String) -> Void
   let state = Mutex(State())
 
   struct State {
@@ -26,8 +29,10 @@ public final class Informer: Sendable {
   /// `onChange` runs after every change of the cache (from the informer's task).
   public init(
     store: any ObjectStore, resource: KubeResource, namespace: String?, selector: LabelSelector? = nil,
-    pageSize: Int = 500, onChange: @escaping @Sendable () -> Void = {}
+    pageSize: Int = 500, onChange: @escaping @Sendable () -> Void = {},
+    onObject: @escaping @Sendable (_ namespace: String?, _ name: String) -> Void = { _, _ in }
   ) {
+    self.onObject = onObject
     self.store = store
     self.resource = resource
     self.namespace = namespace
@@ -75,12 +80,14 @@ public final class Informer: Sendable {
               $0.resourceVersion = o.resourceVersion
             }
             onChange()
+            onObject(o.namespace, o.name)
           case .deleted(let o):
             state.withLock {
               $0.objects[Self.key(o.namespace, o.name)] = nil
               $0.resourceVersion = o.resourceVersion
             }
             onChange()
+            onObject(o.namespace, o.name)
           case .bookmark(let rv):
             state.withLock { $0.resourceVersion = rv }
           case .error(let e):
@@ -116,13 +123,17 @@ public final class Informer: Sendable {
       if version.isEmpty { version = page.resourceVersion }
       token = page.continueToken
     } while token != nil
-    state.withLock {
+    let before = state.withLock {
+      let before = $0.objects
       $0.objects = fresh
       $0.resourceVersion = version
       $0.synced = true
       $0.relists += 1
       $0.lastError = nil
+      return before
     }
     onChange()
+    for (key, o) in fresh where before[key]?.resourceVersion != o.resourceVersion { onObject(o.namespace, o.name) }
+    for (key, o) in before where fresh[key] == nil { onObject(o.namespace, o.name) }
   }
 }

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import TarsControlPlaneCore
+import TarsController
+
+struct ControllerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "controller",
+    abstract: "Turns the namespace's TServers into StatefulSets, DaemonSets and headless Services.",
+    discussion: """
+      Level-triggered: every TServer is reconciled on each change of it or of what it owns, and
+      again every --resync seconds. Each pod gets tarsnode from --node-image (an init container
+      copies it), so the release image needs no framework base.
+      Example: tars-controlplane controller --kubeconfig ~/.kube/config --node-image registry/tars/node:1
+      """)
+
+  @OptionGroup var storeFlags: StoreFlags
+
+  @Option(name: .customLong("node-image"), help: "The image holding the static tarsnode at /tarsnode.")
+  var nodeImage: String
+
+  @Option(name: .customLong("node-image-secret"), help: "The pull secret of --node-image.")
+  var nodeImageSecret: String?
+
+  @Option(name: .customLong("node-secret"), help: "The Secret holding the NodeObj secret (key: secret).")
+  var nodeSecret = "tars-node-secret"
+
+  @Option(help: "RegistryObj, as each pod's tarsnode reaches it.")
+  var registry = "tars.tarsregistry.RegistryObj@tcp -h tars-tarsregistry -p 17891"
+
+  @Option(help: "QueryObj, the locator written into each server's config.")
+  var locator = "tars.tarsregistry.QueryObj@tcp -h tars-tarsregistry -p 17890"
+
+  @Option(help: "NotifyObj, where tarsnode reports exits.")
+  var notify = "tars.tarsnotify.NotifyObj@tcp -h tars-tarsnotify -p 17893"
+
+  @Option(help: "Seconds tarsnode gets to stop a server (the pod gets 5 more).")
+  var grace = 25
+
+  @Option(help: "Reconciles run at once.")
+  var workers = 2
+
+  @Option(help: "Seconds between full resyncs.")
+  var resync = 300
+
+  func validate() throws {
+    guard (1...3600).contains(grace) else { throw ValidationError("--grace must be 1...3600 seconds, not \(grace)") }
+    guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1...64, not \(workers)") }
+    guard resync >= 1 else { throw ValidationError("--resync must be at least 1 second, not \(resync)") }
+    guard !nodeImage.trimmingCharacters(in: .whitespaces).isEmpty else {
+      throw ValidationError("--node-image must name the image that holds tarsnode")
+    }
+  }
+
+  func run() async throws {
+    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    let opened = try storeFlags.selection.open()
+    let namespace =
+      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+    var workload = WorkloadOptions(nodeImage: nodeImage)
+    workload.nodeImagePullSecret = nodeImageSecret
+    workload.nodeSecretName = nodeSecret
+    workload.registry = registry
+    workload.locator = locator
+    workload.notify = notify
+    workload.graceSeconds = grace
+    var c = Controller.Configuration(namespace: namespace, workload: workload)
+    c.workers = workers
+    c.resyncSeconds = resync
+    let controller = Controller(store: opened.store, configuration: c, log: log)
+    let task = Task { await controller.run() }
+    log("controller: namespace \(namespace) on \(opened.description); node image \(nodeImage)")
+    let signal = await waitForTermination()
+    log("controller: stopping (signal \(signal))")
+    task.cancel()
+    await task.value
+    await opened.close()
+  }
+}

@@ -1,0 +1,111 @@
+import Synchronization
+import TarsKube
+
+/// The controller loop: informers on TServers and on the workloads and Services they own feed a
+/// work queue of TServer keys; workers reconcile one key at a time each; every TServer is queued
+/// again on a resync period, so a missed event or a restart only delays convergence. What it
+/// owns is found by name (a workload is named after its TServer), so an event on a StatefulSet,
+/// DaemonSet or Service queues its TServer.
+public final class Controller: Sendable {
+  public struct Configuration: Sendable {
+    public var namespace: String
+    public var workload: WorkloadOptions
+    public var workers = 2
+    public var resyncSeconds = 300
+    public init(namespace: String, workload: WorkloadOptions) {
+      self.namespace = namespace
+      self.workload = workload
+    }
+  }
+
+  /// Counters for /metrics and tests.
+  public struct Counters: Sendable, Equatable {
+    public var reconciles = 0
+    public var errors = 0
+    public var writes = 0
+  }
+
+  public let configuration: Configuration
+  let store: any ObjectStore
+  let reconciler: Reconciler
+  let queue = WorkQueue()
+  let counters = Mutex(Counters())
+  let log: @Sendable (String) -> Void
+  let informers: [Informer]
+
+  public init(store: any ObjectStore, configuration: Configuration, log: @escaping @Sendable (String) -> Void) {
+    self.store = store
+    self.configuration = configuration
+    self.log = log
+    reconciler = Reconciler(store: store, options: configuration.workload)
+    let queue = self.queue
+    let enqueue: @Sendable (String?, String) -> Void = { namespace, name in
+      Task { await queue.add("\(namespace ?? "")/\(name)") }
+    }
+    let owned = LabelSelector([.exists(Workloads.appLabel), .exists(Workloads.serverLabel)])
+    informers = [
+      Informer(store: store, resource: .tservers, namespace: configuration.namespace, onObject: enqueue),
+      Informer(
+        store: store, resource: .statefulSets, namespace: configuration.namespace, selector: owned, onObject: enqueue),
+      Informer(
+        store: store, resource: .daemonSets, namespace: configuration.namespace, selector: owned, onObject: enqueue),
+      Informer(
+        store: store, resource: .services, namespace: configuration.namespace, selector: owned, onObject: enqueue),
+    ]
+  }
+
+  public var snapshot: Counters { counters.withLock { $0 } }
+  public var hasSynced: Bool { informers.allSatisfy(\.hasSynced) }
+  public func queueDepth() async -> Int { await queue.depth }
+
+  /// Runs until the task is cancelled; then the workers finish the key in hand and stop.
+  public func run() async {
+    await withTaskGroup(of: Void.self) { group in
+      for informer in informers { group.addTask { await informer.run() } }
+      group.addTask { await self.resync() }
+      for _ in 0..<max(1, configuration.workers) { group.addTask { await self.work() } }
+      group.addTask {
+        // Cancellation reaches the informers directly; the workers wait in the queue.
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        await self.queue.shutdown()
+      }
+      await group.waitForAll()
+    }
+  }
+
+  /// Every TServer again, every `resyncSeconds` (and once the TServers are first loaded).
+  func resync() async {
+    while !Task.isCancelled && !informers[0].hasSynced { try? await Task.sleep(for: .milliseconds(20)) }
+    while !Task.isCancelled {
+      for key in informers[0].objects.keys { await queue.add(key) }
+      try? await Task.sleep(for: .seconds(configuration.resyncSeconds))
+    }
+  }
+
+  func work() async {
+    while let key = await queue.next() {
+      // Reconcile only on complete caches: a key queued from a half-loaded list waits.
+      while !hasSynced && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+      let slash = key.firstIndex(of: "/") ?? key.startIndex
+      let namespace = String(key[..<slash])
+      let name = String(key[key.index(after: slash)...])
+      do {
+        let report = try await reconciler.reconcile(namespace: namespace, name: name)
+        counters.withLock {
+          $0.reconciles += 1
+          $0.writes += report.actions.count
+        }
+        for action in report.actions { log("controller: \(key): \(action)") }
+        if let invalid = report.invalid { log("controller: \(key): cannot build its workload: \(invalid)") }
+        await queue.done(key, failed: false)
+      } catch {
+        counters.withLock {
+          $0.reconciles += 1
+          $0.errors += 1
+        }
+        log("controller: \(key): \(error) (retrying)")
+        await queue.done(key, failed: true)
+      }
+    }
+  }
+}
