@@ -43,6 +43,11 @@ struct ControllerCommand: AsyncParsableCommand {
   @Option(help: "Seconds between full resyncs.")
   var resync = 300
 
+  @Flag(
+    name: .customLong("leader-elect"), inversion: .prefixedNo,
+    help: "Take turns with other replicas through the Lease tars-controller (a replica that stops hands over at once).")
+  var leaderElect = true
+
   func validate() throws {
     guard (1...3600).contains(grace) else { throw ValidationError("--grace must be 1...3600 seconds, not \(grace)") }
     guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1...64, not \(workers)") }
@@ -68,7 +73,14 @@ struct ControllerCommand: AsyncParsableCommand {
     c.workers = workers
     c.resyncSeconds = resync
     let controller = Controller(store: opened.store, configuration: c, log: log)
-    let task = Task { await controller.run() }
+    let environment = ProcessInfo.processInfo.environment
+    let identity = environment["PodName"] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+    let elector = LeaderElector(
+      store: opened.store, namespace: namespace, name: "tars-controller", identity: identity, log: log)
+    let elect = leaderElect
+    let task = Task {
+      if elect { await elector.run { await controller.run() } } else { await controller.run() }
+    }
     log("controller: namespace \(namespace) on \(opened.description); node image \(nodeImage)")
     let signal = await waitForTermination()
     log("controller: stopping (signal \(signal))")

@@ -68,13 +68,17 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
     group: tarsGroup, version: tarsVersion, plural: "tframeworkconfigs", kind: "TFrameworkConfig",
     hasStatusSubresource: false, isCustom: true)
 
+  /// Leader election's lock (the controller's replicas take turns through one Lease).
+  public static let leases = KubeResource(
+    group: "coordination.k8s.io", version: "v1", plural: "leases", kind: "Lease", hasStatusSubresource: false)
+
   public static let customResourceDefinitions = KubeResource(
     group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", kind: "CustomResourceDefinition",
     namespaced: false)
 
   public static let all: [KubeResource] = [
     .customResourceDefinitions, .namespaces, .pods, .nodes, .services, .secrets, .configMaps, .events, .statefulSets,
-    .daemonSets, .tservers,
+    .daemonSets, .leases, .tservers,
     .ttemplates, .tconfigs, .tframeworkconfigs,
   ]
 }

@@ -82,8 +82,11 @@ struct ControllerTests {
       await eventually {
         try await store.get(.statefulSets, namespace: "tars", name: "test-helloserver").spec?["replicas"]?.intValue == 5
       })
-    let status = try await store.get(.tservers, namespace: "tars", name: "test-helloserver").status
-    #expect(status?["observedGeneration"]?.intValue == 2)
+    #expect(
+      await eventually {
+        try await store.get(.tservers, namespace: "tars", name: "test-helloserver").status?["observedGeneration"]?
+          .intValue == 2
+      })
 
     // Deleted: what it owned goes.
     try await store.delete(.tservers, namespace: "tars", name: "test-helloserver")
@@ -119,9 +122,11 @@ struct ControllerExecutableTests {
     defer { if p.isRunning { p.terminate() } }
     let log = { (try? String(contentsOfFile: err, encoding: .utf8)) ?? "" }
     #expect(await eventually(30) { log().contains("created(\"StatefulSet test-helloserver\")") }, "\(log())")
+    #expect(log().contains("leads tars/tars-controller"), "\(log())")
     kill(p.processIdentifier, SIGTERM)
     p.waitUntilExit()
     #expect(p.terminationStatus == 0, "\(log())")
+    #expect(log().contains("released tars/tars-controller"), "a stopping leader hands over: \(log())")
     let store = try EmbeddedStore(path: path)
     let sts = try await store.get(.statefulSets, namespace: "tars", name: "test-helloserver")
     #expect(

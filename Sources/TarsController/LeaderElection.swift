@@ -1,0 +1,134 @@
+import Foundation
+import Synchronization
+import TarsKube
+import TarsProtocol
+
+/// Leader election on a `coordination.k8s.io` Lease, as client-go does it: the leader renews
+/// the lease every `retry`; another replica takes it once it has seen no renewal for
+/// `leaseDuration` by its own clock (timestamps of other machines are never compared), and every
+/// write is conditional on the lease's resourceVersion, so two replicas never both win. A
+/// leader that cannot renew within `renewDeadline` stops its work before anyone else may start;
+/// one that stops releases the lease, so a rolling update hands over at once.
+public final class LeaderElector: Sendable {
+  public struct Timing: Sendable {
+    public var leaseDuration: Duration = .seconds(15)
+    public var renewDeadline: Duration = .seconds(10)
+    public var retry: Duration = .seconds(2)
+    public init() {}
+  }
+
+  let store: any ObjectStore
+  let namespace: String
+  let name: String
+  public let identity: String
+  let timing: Timing
+  let log: @Sendable (String) -> Void
+  let leading = Atomic<Bool>(false)
+
+  public init(
+    store: any ObjectStore, namespace: String, name: String, identity: String, timing: Timing = Timing(),
+    log: @escaping @Sendable (String) -> Void
+  ) {
+    self.store = store
+    self.namespace = namespace
+    self.name = name
+    self.identity = identity
+    self.timing = timing
+    self.log = log
+  }
+
+  public var isLeader: Bool { leading.load(ordering: .relaxed) }
+
+  /// Takes turns until cancelled: `work` runs (as a task of its own) while this replica leads,
+  /// and is cancelled when the lease is lost. `release` (the default) gives the lease up on
+  /// cancellation.
+  public func run(release: Bool = true, _ work: @escaping @Sendable () async -> Void) async {
+    var observed: (resourceVersion: String, at: ContinuousClock.Instant)?
+    while !Task.isCancelled {
+      if await tryAcquireOrRenew(&observed) {
+        leading.store(true, ordering: .relaxed)
+        log("leader: \(identity) leads \(namespace)/\(name)")
+        let task = Task { await work() }
+        var lastRenew = ContinuousClock.now
+        while !Task.isCancelled {
+          try? await Task.sleep(for: timing.retry)
+          if Task.isCancelled { break }
+          if await tryAcquireOrRenew(&observed) {
+            lastRenew = .now
+          } else if ContinuousClock.now - lastRenew > timing.renewDeadline {
+            log("leader: \(identity) could not renew \(namespace)/\(name) in time: stepping down")
+            break
+          }
+        }
+        task.cancel()
+        await task.value
+        leading.store(false, ordering: .relaxed)
+        if Task.isCancelled {
+          if release { await self.release() }
+          return
+        }
+      } else {
+        try? await Task.sleep(for: timing.retry)
+      }
+    }
+  }
+
+  /// One attempt: create the lease, renew ours, or take one whose holder has not renewed for a
+  /// lease duration as observed here. Whether this replica holds it now.
+  func tryAcquireOrRenew(_ observed: inout (resourceVersion: String, at: ContinuousClock.Instant)?) async -> Bool {
+    let now = Self.microTime()
+    let current: KubeObject
+    do {
+      current = try await store.get(.leases, namespace: namespace, name: name)
+    } catch  where error.code == 404 {
+      var lease = KubeObject(.leases, namespace: namespace, name: name)
+      lease.json.set(["spec"], spec(acquired: now, renewed: now, transitions: 0))
+      return (try? await store.create(.leases, lease)) != nil
+    } catch {
+      return false
+    }
+    if observed?.resourceVersion != current.resourceVersion { observed = (current.resourceVersion, .now) }
+    let holder = current.spec?["holderIdentity"]?.stringValue ?? ""
+    let seconds = current.spec?["leaseDurationSeconds"]?.intValue ?? 15
+    let expired = observed.map { ContinuousClock.now - $0.at > .seconds(seconds) } ?? false
+    guard holder == identity || holder.isEmpty || expired else { return false }
+    var next = current
+    let transitions = current.spec?["leaseTransitions"]?.intValue ?? 0
+    next.json.set(
+      ["spec"],
+      holder == identity
+        ? spec(
+          acquired: current.spec?["acquireTime"]?.stringValue ?? now, renewed: now, transitions: transitions)
+        : spec(acquired: now, renewed: now, transitions: transitions + 1))
+    guard let written = try? await store.update(.leases, next, status: false) else { return false }
+    observed = (written.resourceVersion, .now)
+    return true
+  }
+
+  func spec(acquired: String, renewed: String, transitions: Int64) -> JSONValue {
+    .object([
+      ("holderIdentity", .string(identity)),
+      ("leaseDurationSeconds", .integer(Int64(timing.leaseDuration.components.seconds))),
+      ("acquireTime", .string(acquired)), ("renewTime", .string(renewed)), ("leaseTransitions", .integer(transitions)),
+    ])
+  }
+
+  /// Gives the lease up (holder empty), so the next replica need not wait out the duration.
+  func release() async {
+    guard var lease = try? await store.get(.leases, namespace: namespace, name: name),
+      lease.spec?["holderIdentity"]?.stringValue == identity
+    else { return }
+    lease.json.set(["spec", "holderIdentity"], .string(""))
+    lease.json.set(["spec", "leaseDurationSeconds"], .integer(1))
+    _ = try? await store.update(.leases, lease, status: false)
+    log("leader: \(identity) released \(namespace)/\(name)")
+  }
+
+  /// A Lease's MicroTime: RFC 3339 with exactly six fractional digits, UTC.
+  static func microTime(_ date: Date = Date()) -> String {
+    let seconds = kubeTimestamp(date)
+    let micros = Int((date.timeIntervalSince1970 - date.timeIntervalSince1970.rounded(.down)) * 1_000_000)
+    let digits = String(min(max(micros, 0), 999_999))
+    return seconds.dropLast() + "." + String(repeating: "0", count: 6 - digits.count) + digits + "Z"
+  }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Synchronization
+import TarsController
+import TarsEmbeddedStore
+import TarsKube
+import Testing
+
+@Suite("Leader election on a Lease", .serialized)
+struct LeaderElectionTests {
+  static var fast: LeaderElector.Timing {
+    var t = LeaderElector.Timing()
+    t.leaseDuration = .seconds(1)
+    t.renewDeadline = .milliseconds(700)
+    t.retry = .milliseconds(100)
+    return t
+  }
+
+  final class Running: Sendable {
+    let names = Mutex<Set<String>>([])
+    var current: Set<String> { names.withLock { $0 } }
+  }
+
+  func elect(_ store: EmbeddedStore, _ id: String, _ running: Running, release: Bool = true) -> (
+    LeaderElector, Task<Void, Never>
+  ) {
+    let elector = LeaderElector(
+      store: store, namespace: "tars", name: "tars-controller", identity: id, timing: Self.fast, log: { _ in })
+    let task = Task {
+      await elector.run(release: release) {
+        running.names.withLock { _ = $0.insert(id) }
+        while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
+        running.names.withLock { _ = $0.remove(id) }
+      }
+    }
+    return (elector, task)
+  }
+
+  @Test func oneLeadsAndTheOtherTakesOverWhenItStops() async throws {
+    let store = try EmbeddedStore(path: nil)
+    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+    let running = Running()
+    let (a, ta) = elect(store, "a", running)
+    #expect(await eventually { a.isLeader })
+    let (b, tb) = elect(store, "b", running)
+    defer { tb.cancel() }
+    try await Task.sleep(for: .milliseconds(1500))
+    #expect(running.current == ["a"], "never two at once, and b waits while a renews")
+    #expect(!b.isLeader)
+    let lease = try await store.get(.leases, namespace: "tars", name: "tars-controller")
+    #expect(lease.spec?["holderIdentity"]?.stringValue == "a")
+    let renew = lease.spec?["renewTime"]?.stringValue ?? ""
+    #expect(
+      renew.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"#, options: .regularExpression) != nil, "\(renew)")
+
+    // A graceful stop releases the lease: b leads at once, well within the lease duration.
+    let stopped = ContinuousClock.now
+    ta.cancel()
+    await ta.value
+    #expect(await eventually { b.isLeader })
+    #expect(ContinuousClock.now - stopped < .milliseconds(900))
+    #expect(running.current == ["b"])
+    #expect(
+      try await store.get(.leases, namespace: "tars", name: "tars-controller").spec?["leaseTransitions"]?.intValue == 1)
+  }
+
+  @Test func aLeaderThatVanishesIsReplacedAfterTheLeaseDuration() async throws {
+    let store = try EmbeddedStore(path: nil)
+    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+    let running = Running()
+    let (a, ta) = elect(store, "a", running, release: false)
+    #expect(await eventually { a.isLeader })
+    let (b, tb) = elect(store, "b", running)
+    defer { tb.cancel() }
+    try await Task.sleep(for: .milliseconds(300))
+    let gone = ContinuousClock.now
+    ta.cancel()  // killed: no release
+    await ta.value
+    #expect(await eventually { b.isLeader })
+    #expect(ContinuousClock.now - gone >= .milliseconds(900), "b waited out the lease it last saw renewed")
+  }
+}
