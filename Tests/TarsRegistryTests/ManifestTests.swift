@@ -58,6 +58,27 @@ struct ManifestTests {
     #expect(Set(servant.keys) == ["name", "port", "thread", "capacity", "connection", "timeout", "isTars", "isTcp"])
   }
 
+  /// `kubectl scale tserver` and the printer columns read the fields the controller writes.
+  @Test func tserverScalesThroughTheFieldsTheControllerWrites() throws {
+    let crd = try #require(try documents("crds/tservers.yaml").first)
+    let version = try #require(((crd["spec"] as? [String: Any])?["versions"] as? [[String: Any]])?.first)
+    let scale = try #require((version["subresources"] as? [String: Any])?["scale"] as? [String: String])
+    #expect(
+      scale == [
+        "specReplicasPath": ".spec.k8s.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+      ])
+    let schema = try #require((version["schema"] as? [String: Any])?["openAPIV3Schema"] as? [String: Any])
+    let status = try #require(
+      ((schema["properties"] as? [String: Any])?["status"] as? [String: Any])?["properties"] as? [String: Any])
+    #expect(
+      Set(status.keys) == [
+        "replicas", "readyReplicas", "currentReplicas", "selector", "observedGeneration", "conditions",
+      ])
+    let columns = (version["additionalPrinterColumns"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+    #expect(columns == ["App", "Server", "SubType", "Replicas", "Ready", "Release", "Reconciled", "Age"])
+  }
+
   @Test func theRegistryRoleGrantsWhatItUsesAndNothingElse() throws {
     let docs = try documents("registry/rbac.yaml")
     let role = try #require(docs.first { $0["kind"] as? String == "Role" })
