@@ -1,7 +1,11 @@
 import ArgumentParser
 import Foundation
+import NIOCore
+import NIOPosix
 import TarsControlPlaneCore
 import TarsController
+import TarsProtocol
+import TarsRegistry
 
 struct ControllerCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -43,6 +47,12 @@ struct ControllerCommand: AsyncParsableCommand {
   @Option(help: "Seconds between full resyncs.")
   var resync = 300
 
+  @Option(help: "Address of /metrics and /healthz.")
+  var bind = "0.0.0.0"
+
+  @Option(name: .customLong("metrics-port"), help: "Prometheus /metrics and /healthz (0: off).")
+  var metricsPort = 9465
+
   @Flag(
     name: .customLong("leader-elect"), inversion: .prefixedNo,
     help: "Take turns with other replicas through the Lease tars-controller (a replica that stops hands over at once).")
@@ -81,11 +91,32 @@ struct ControllerCommand: AsyncParsableCommand {
     let task = Task {
       if elect { await elector.run { await controller.run() } } else { await controller.run() }
     }
+    var metrics: (any Channel)?
+    if metricsPort != 0 {
+      do {
+        metrics = try await MetricsHTTP.start(
+          host: bind, port: metricsPort, group: MultiThreadedEventLoopGroup.singleton
+        ) { path in
+          switch path {
+          case "/metrics": return (200, controller.exposition(leader: !elect || elector.isLeader))
+          case "/healthz":
+            return controller.hasSynced || (elect && !elector.isLeader) ? (200, "ok\n") : (503, "not synced\n")
+          default: return (404, "not found\n")
+          }
+        }
+      } catch let error as ListenError {
+        task.cancel()
+        await opened.close()
+        throw StartError(
+          message: "cannot start: \(error.withFlags(["metrics": "--metrics-port"], address: "--bind"))")
+      }
+    }
     log("controller: namespace \(namespace) on \(opened.description); node image \(nodeImage)")
     let signal = await waitForTermination()
     log("controller: stopping (signal \(signal))")
     task.cancel()
     await task.value
+    try? await metrics?.close()
     await opened.close()
   }
 }

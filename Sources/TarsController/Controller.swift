@@ -23,6 +23,7 @@ public final class Controller: Sendable {
     public var reconciles = 0
     public var errors = 0
     public var writes = 0
+    public var reconcileNanoseconds: UInt64 = 0
   }
 
   public let configuration: Configuration
@@ -55,6 +56,26 @@ public final class Controller: Sendable {
   }
 
   public var snapshot: Counters { counters.withLock { $0 } }
+
+  /// Prometheus text: reconciles, errors, writes, reconcile time, queue depth, cached TServers.
+  public func exposition(leader: Bool) -> String {
+    let c = snapshot
+    let depth = queue.depthNow
+    var out = ""
+    func metric(_ name: String, _ help: String, _ type: String, _ value: String) {
+      out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n\(name) \(value)\n"
+    }
+    metric("tars_controller_reconciles_total", "Reconcile passes, successful or not.", "counter", "\(c.reconciles)")
+    metric("tars_controller_errors_total", "Passes that failed and were queued again.", "counter", "\(c.errors)")
+    metric("tars_controller_writes_total", "Objects created, updated or deleted.", "counter", "\(c.writes)")
+    metric(
+      "tars_controller_reconcile_seconds_total", "Time spent in reconcile passes.", "counter",
+      "\(Double(c.reconcileNanoseconds) / 1e9)")
+    metric("tars_controller_queue_depth", "TServers waiting to be reconciled.", "gauge", "\(depth)")
+    metric("tars_controller_tservers", "TServers in the cache.", "gauge", "\(informers[0].objects.count)")
+    metric("tars_controller_leader", "1 while this replica leads.", "gauge", leader ? "1" : "0")
+    return out
+  }
   public var hasSynced: Bool { informers.allSatisfy(\.hasSynced) }
   public func queueDepth() async -> Int { await queue.depth }
 
@@ -89,11 +110,17 @@ public final class Controller: Sendable {
       let slash = key.firstIndex(of: "/") ?? key.startIndex
       let namespace = String(key[..<slash])
       let name = String(key[key.index(after: slash)...])
+      let started = ContinuousClock.now
+      func took() -> UInt64 {
+        let d = ContinuousClock.now - started
+        return UInt64(d.components.seconds) * 1_000_000_000 + UInt64(d.components.attoseconds / 1_000_000_000)
+      }
       do {
         let report = try await reconciler.reconcile(namespace: namespace, name: name)
         counters.withLock {
           $0.reconciles += 1
           $0.writes += report.actions.count
+          $0.reconcileNanoseconds += took()
         }
         for action in report.actions { log("controller: \(key): \(action)") }
         if let invalid = report.invalid { log("controller: \(key): cannot build its workload: \(invalid)") }
@@ -102,6 +129,7 @@ public final class Controller: Sendable {
         counters.withLock {
           $0.reconciles += 1
           $0.errors += 1
+          $0.reconcileNanoseconds += took()
         }
         log("controller: \(key): \(error) (retrying)")
         await queue.done(key, failed: true)

@@ -1,9 +1,15 @@
+import Synchronization
+
 /// Keys waiting to be reconciled: each key at most once in the queue, never handed to two
 /// workers at once (a key added while it is being worked on is handed out again afterwards),
 /// failures retried with a per-key exponential delay. client-go's rate-limited work queue, as
 /// an actor.
 public actor WorkQueue {
-  var queue: [String] = []
+  var queue: [String] = [] {
+    didSet { waiting.store(queue.count, ordering: .relaxed) }
+  }
+  /// `queue.count`, readable without awaiting the actor (for /metrics).
+  let waiting = Atomic<Int>(0)
   var queued: Set<String> = []
   var processing: Set<String> = []
   /// Added while processing: goes back in the queue when the worker is done.
@@ -67,6 +73,7 @@ public actor WorkQueue {
 
   /// How many keys wait (not counting those being worked on).
   public var depth: Int { queue.count }
+  public nonisolated var depthNow: Int { waiting.load(ordering: .relaxed) }
   public func failureCount(_ key: String) -> Int { failures[key] ?? 0 }
 
   /// Wakes every waiting worker with nil; later adds are ignored.

@@ -142,9 +142,10 @@ public final class RegistryService: Sendable {
   }
 }
 
-/// A minimal HTTP/1.1 GET responder for metrics and health.
-enum MetricsHTTP {
-  static func start(
+/// A minimal HTTP/1.1 GET responder for metrics and health (the registry's and the
+/// controller's `/metrics` and `/healthz`).
+public enum MetricsHTTP {
+  public static func start(
     host: String, port: Int, group: any EventLoopGroup, respond: @escaping @Sendable (String) -> (Int, String)
   ) async throws -> any Channel {
     let bootstrap = ServerBootstrap(group: group)

@@ -6,6 +6,10 @@ import TarsProtocol
 import TarsTestSupport
 import Testing
 
+#if canImport(FoundationNetworking)
+  import FoundationNetworking
+#endif
+
 /// Polls `condition` every 20 ms for up to `seconds`.
 func eventually(_ seconds: Double = 10, _ condition: () async throws -> Bool) async -> Bool {
   let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
@@ -114,7 +118,11 @@ struct ControllerExecutableTests {
     }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: Tool.path("tars-controlplane"))
-    p.arguments = ["controller", "--store", path, "--namespace", "tars", "--node-image", "registry.local/tars/node:1"]
+    let metrics = freePort()
+    p.arguments = [
+      "controller", "--store", path, "--namespace", "tars", "--node-image", "registry.local/tars/node:1", "--bind",
+      "127.0.0.1", "--metrics-port", "\(metrics)",
+    ]
     let err = dir.file("controller.err")
     _ = FileManager.default.createFile(atPath: err, contents: nil)
     p.standardError = FileHandle(forWritingAtPath: err)
@@ -123,6 +131,26 @@ struct ControllerExecutableTests {
     let log = { (try? String(contentsOfFile: err, encoding: .utf8)) ?? "" }
     #expect(await eventually(30) { log().contains("created(\"StatefulSet test-helloserver\")") }, "\(log())")
     #expect(log().contains("leads tars/tars-controller"), "\(log())")
+    let scraped = await eventually {
+      let (body, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(metrics)/metrics")!)
+      let text = String(decoding: body, as: UTF8.self)
+      return text.contains("tars_controller_leader 1") && text.contains("tars_controller_tservers 1")
+        && !text.contains("tars_controller_reconciles_total 0\n")
+    }
+    #expect(scraped, "/metrics")
+    // Its metrics port taken: it says which flag.
+    let taken = try Tool.run(
+      "tars-controlplane",
+      [
+        "controller", "--store", dir.file("other.sqlite"), "--node-image", "n", "--bind", "127.0.0.1", "--metrics-port",
+        "\(metrics)",
+      ])
+    #expect(
+      taken.status != 0
+        && taken.stderr.contains(
+          "metrics cannot listen on 127.0.0.1:\(metrics): address in use (another tars-controlplane? use --metrics-port)"
+        ),
+      "\(taken.stderr)")
     kill(p.processIdentifier, SIGTERM)
     p.waitUntilExit()
     #expect(p.terminationStatus == 0, "\(log())")
