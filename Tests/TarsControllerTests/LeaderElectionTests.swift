@@ -60,7 +60,7 @@ struct LeaderElectionTests {
     ta.cancel()
     await ta.value
     #expect(await eventually(30) { b.isLeader })
-    #expect(running.current == ["b"])
+    #expect(await eventually { running.current == ["b"] }, "b's work starts (in a task of its own) once it leads")
     #expect(
       try await store.get(.leases, namespace: "tars", name: "tars-controller").spec?["leaseTransitions"]?.intValue == 1)
   }
