@@ -88,9 +88,6 @@ struct ControllerCommand: AsyncParsableCommand {
     let elector = LeaderElector(
       store: opened.store, namespace: namespace, name: "tars-controller", identity: identity, log: log)
     let elect = leaderElect
-    let task = Task {
-      if elect { await elector.run { await controller.run() } } else { await controller.run() }
-    }
     var metrics: (any Channel)?
     if metricsPort != 0 {
       do {
@@ -105,11 +102,13 @@ struct ControllerCommand: AsyncParsableCommand {
           }
         }
       } catch let error as ListenError {
-        task.cancel()
         await opened.close()
         throw StartError(
           message: "cannot start: \(error.withFlags(["metrics": "--metrics-port"], address: "--bind"))")
       }
+    }
+    let task = Task {
+      if elect { await elector.run { await controller.run() } } else { await controller.run() }
     }
     log("controller: namespace \(namespace) on \(opened.description); node image \(nodeImage)")
     let signal = await waitForTermination()

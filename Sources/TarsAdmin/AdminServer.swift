@@ -93,9 +93,7 @@ public final class AdminServer: Sendable {
       } catch {
         failedContinuation.yield(
           (error as? IOError).map {
-            AdminStartError(
-              listen: ListenError(
-                service: "admin API", host: host, port: port, reason: .init(errno: $0.errnoCode, detail: "\($0)")))
+            AdminStartError(listen: ListenError(service: "admin API", host: host, port: port, io: $0))
           } ?? AdminStartError(message: "\(error)"))
         // A failure to start is the caller's to say (as a ListenError); a stop once running is ours.
         if running.value.load(ordering: .relaxed) { log("admin: the API stopped: \(error)") }

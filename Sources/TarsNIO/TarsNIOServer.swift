@@ -164,8 +164,12 @@ extension ListenError {
     do {
       return try await bind()
     } catch let error as IOError {
-      throw ListenError(
-        service: service, host: host, port: port, reason: Reason(errno: error.errnoCode, detail: "\(error)"))
+      throw ListenError(service: service, host: host, port: port, io: error)
     }
+  }
+
+  /// Why `service` could not listen, from the error a NIO bind failed with.
+  public init(service: String, host: String, port: Int, io error: IOError) {
+    self.init(service: service, host: host, port: port, reason: Reason(errno: error.errnoCode, detail: "\(error)"))
   }
 }

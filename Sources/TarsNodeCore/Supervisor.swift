@@ -306,7 +306,6 @@ public final class Supervisor {
       launchFailed("cannot start \(request.path): \(why)")
       return
     }
-    if let started = startedAt, now - started >= 2_000_000_000 { lastLaunchFailure = nil }  // it did run
     trace("server \(status)\(planned ? "" : " (unexpected)")")
     notify("[alarm] server \(status)", !planned)
     let wasSteady = activeSince.map { now >= $0 + UInt64(settings.backoffResetMs) * 1_000_000 } ?? false

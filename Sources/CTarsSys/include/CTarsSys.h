@@ -119,8 +119,6 @@ static inline int ctars_read_signal_from(int fd, int *own) {
 /// Makes this process adopt orphaned descendants (what PID 1 does) when it is not PID 1.
 static inline int ctars_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
-/// Ignores a signal in this process (children get default dispositions back at spawn).
-static inline void ctars_ignore_signal(int sig) { signal(sig, SIG_IGN); }
 
 /// pipe2 with O_CLOEXEC.
 int ctars_pipe_cloexec(int fds[2]);
