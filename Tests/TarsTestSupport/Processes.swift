@@ -125,21 +125,31 @@ public struct TemporaryDirectory: Sendable {
   public func file(_ name: String) -> String { path + "/" + name }
 }
 
-/// A TCP port that was free a moment ago (bind to 0, read it back, release it).
+/// The next port `freePort` tries; each test process starts at its own offset so parallel runs rarely meet.
+private let nextPort = Atomic<Int>(20_000 + Int(getpid() % 400) * 30)
+
+/// A TCP port that was free a moment ago, for a program under test to bind.
+///
+/// Taken below the kernel's ephemeral range (32768–60999 by default): a port the kernel hands out
+/// (bind to 0) is free again the moment it is released, and another test's outgoing connection can
+/// take it before the program under test binds it — CI saw exactly that. Ports below the range are
+/// only ever taken by an explicit bind, and the candidates are handed out once per process.
 public func freePort() -> Int {
-  let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-  defer { close(fd) }
-  var addr = sockaddr_in()
-  addr.sin_family = sa_family_t(AF_INET)
-  addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-  var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-  _ = withUnsafeMutablePointer(to: &addr) {
-    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p in
-      bind(fd, p, len)
-      return getsockname(fd, p, &len)
+  while true {
+    let candidate = 20_000 + (nextPort.add(1, ordering: .relaxed).oldValue - 20_000) % 12_000
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = in_port_t(UInt16(candidate).bigEndian)
+    let bound = withUnsafePointer(to: &addr) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+      }
     }
+    close(fd)
+    if bound { return candidate }
   }
-  return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 /// A TCP listener that holds a port, so a test can see what a program says when it is taken.
