@@ -79,9 +79,11 @@ let package = Package(
     // Kubernetes objects, selectors, patches, errors, the store interface and the informer:
     // what the control plane's logic is written against.
     .target(name: "TarsKube", dependencies: ["TarsProtocol"], swiftSettings: strict),
+    // The Tars CRDs' CEL rules, in Swift, for the embedded store and the admin API.
+    .target(name: "TarsCRD", dependencies: ["TarsKube"], swiftSettings: strict),
     // The embedded store (SQLite through GRDB) with the API server's semantics.
     .target(
-      name: "TarsEmbeddedStore", dependencies: ["TarsKube", .product(name: "GRDB", package: "GRDB.swift")],
+      name: "TarsEmbeddedStore", dependencies: ["TarsKube", "TarsCRD", .product(name: "GRDB", package: "GRDB.swift")],
       swiftSettings: strict),
     // The real Kubernetes API as an ObjectStore (AsyncHTTPClient; kubeconfig through Yams).
     .target(
@@ -96,7 +98,7 @@ let package = Package(
     .target(
       name: "TarsRegistry",
       dependencies: [
-        "TarsKube", "TarsFramework", "TarsNIO", .product(name: "NIOCore", package: "swift-nio"),
+        "TarsKube", "TarsCRD", "TarsFramework", "TarsNIO", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
     // What the control plane's subcommands share: choosing the store, waiting for SIGTERM.
@@ -130,7 +132,7 @@ let package = Package(
     // One-machine mode's kubelet: TServer replicas as tarsnode processes on 127.x addresses.
     .target(name: "TarsLocalRuntime", dependencies: ["TarsKube", "TarsProtocol", "CTarsSpawn"], swiftSettings: strict),
     // The controller: TServers into StatefulSets/DaemonSets and Services.
-    .target(name: "TarsController", dependencies: ["TarsKube", "TarsProtocol"], swiftSettings: strict),
+    .target(name: "TarsController", dependencies: ["TarsKube", "TarsCRD", "TarsProtocol"], swiftSettings: strict),
     // `tars-controlplane up`: every service on the embedded store, plus the local runtime.
     .target(
       name: "TarsOneMachine",
@@ -194,8 +196,7 @@ let package = Package(
       name: "TarsRegistryTests",
       dependencies: [
         "TarsRegistry", "TarsConfigService", "TarsNotifyService", "TarsEmbeddedStore", "TarsKube", "TarsRPC",
-        "TarsCtlCore",
-        "TarsTestSupport", "TarsNIO",
+        "TarsCtlCore", "TarsCRD", "TarsTestSupport", "TarsNIO",
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
     .testTarget(

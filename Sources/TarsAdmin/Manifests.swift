@@ -117,7 +117,7 @@ public struct ManifestApplier: Sendable {
         rows.append(ApplyRow(kind: kind, name: o.name, action: "rejected", problems: problems))
         continue
       }
-      rows.append(await write(resource, o))
+      rows.append(kind == "TConfig" ? await writeConfig(o) : await write(resource, o))
     }
     return rows
   }
@@ -152,6 +152,79 @@ public struct ManifestApplier: Sendable {
       }
     }
     return ApplyRow(kind: kind, name: object.name, action: "rejected", problems: ["kept conflicting; try again"])
+  }
+}
+
+extension ManifestApplier {
+  /// How many superseded versions of a config file are kept (K8SFramework's
+  /// `recordLimit.tconfigHistory` does the same trimming).
+  static let configHistory = 10
+
+  /// A TConfig's content is immutable (the CRD says so), so a changed file is a new version: an
+  /// object named after the manifest's and its content. When the manifest's is activated its
+  /// siblings (same app, server, podSeq and file) are deactivated after it is written — the
+  /// config service serves the newest activated one, so servers never see the file missing.
+  /// Applying an earlier content again re-activates its version; the oldest inactive versions
+  /// beyond `configHistory` are deleted.
+  func writeConfig(_ object: KubeObject) async -> ApplyRow {
+    let config = TConfig(object)
+    do {
+      let all = try await store.list(.tconfigs, namespace: namespace, options: ListOptions()).items.map(TConfig.init)
+      var target = object
+      if let named = all.first(where: { $0.object.name == object.name }),
+        named.configContent != config.configContent
+      {
+        let hash = Self.contentHash(config.configContent)
+        target.json = target.json.setting(path: ["metadata", "name"], .string("\(object.name)-\(hash)"))
+        if config.version.isEmpty { target.json = target.json.setting(path: ["version"], .string(hash)) }
+      }
+      let written = await write(.tconfigs, target)
+      guard written.problems.isEmpty else { return written.named(object.name) }
+      var deactivated = false
+      var inactive: [TConfig] = []
+      var siblings = 0
+      for var sibling in all
+      where sibling.object.name != target.name && sibling.app == config.app && sibling.server == config.server
+        && sibling.podSeq == config.podSeq && sibling.configName == config.configName
+      {
+        siblings += 1
+        if sibling.activated && config.activated {
+          sibling.object.json = sibling.object.json.setting(path: ["activated"], .bool(false))
+          _ = try await store.update(.tconfigs, sibling.object, status: false)
+          deactivated = true
+        }
+        if !sibling.activated || config.activated { inactive.append(sibling) }
+      }
+      let byAge = inactive.sorted { (Int64($0.object.resourceVersion) ?? 0) < (Int64($1.object.resourceVersion) ?? 0) }
+      for old in byAge.dropLast(Self.configHistory) {
+        try? await store.delete(.tconfigs, namespace: namespace, name: old.object.name)
+      }
+      // "created" is for a file new to this server; a new version of one is "configured".
+      var row = written.named(object.name)
+      if (row.action == "unchanged" && deactivated) || (row.action == "created" && siblings > 0) {
+        row.action = "configured"
+      }
+      return row
+    } catch {
+      return ApplyRow(kind: "TConfig", name: object.name, action: "rejected", problems: [error.message])
+    }
+  }
+
+  /// A short, stable name for a content: FNV-1a, 32 bits, in hex.
+  static func contentHash(_ content: String) -> String {
+    var h: UInt32 = 2_166_136_261
+    for byte in content.utf8 { h = (h ^ UInt32(byte)) &* 16_777_619 }
+    let hex = String(h, radix: 16)
+    return String(repeating: "0", count: 8 - hex.count) + hex
+  }
+}
+
+extension ApplyRow {
+  /// The row under the manifest's name (a config version is reported as the file applied).
+  func named(_ name: String) -> ApplyRow {
+    var row = self
+    row.name = name
+    return row
   }
 }
 

@@ -1,9 +1,9 @@
 import Synchronization
 import TarsKube
 
-/// The controller loop: informers on TServers and on the workloads and Services they own feed a
-/// work queue of TServer keys; workers reconcile one key at a time each; every TServer is queued
-/// again on a resync period, so a missed event or a restart only delays convergence. What it
+/// The controller loop: informers on TServers, TTemplates and the workloads and Services
+/// TServers own feed a work queue of TServer keys; workers reconcile one key at a time each;
+/// every TServer is queued again on a resync period, so a missed event or a restart only delays convergence. What it
 /// owns is found by name (a workload is named after its TServer), so an event on a StatefulSet,
 /// DaemonSet or Service queues its TServer.
 public final class Controller: Sendable {
@@ -44,8 +44,19 @@ public final class Controller: Sendable {
       Task { await queue.add("\(namespace ?? "")/\(name)") }
     }
     let owned = LabelSelector([.exists(Workloads.appLabel), .exists(Workloads.serverLabel)])
+    let tservers = Informer(store: store, resource: .tservers, namespace: configuration.namespace, onObject: enqueue)
+    // A template that appears (or changes) queues the TServers naming it: one waiting with
+    // TemplateMissing goes on without waiting for the resync.
+    let templateChanged: @Sendable (String?, String) -> Void = { namespace, template in
+      for (key, o) in tservers.objects
+      where o.namespace == namespace && o.spec?[path: ["tars", "template"]]?.stringValue == template {
+        Task { await queue.add(key) }
+      }
+    }
     informers = [
-      Informer(store: store, resource: .tservers, namespace: configuration.namespace, onObject: enqueue),
+      tservers,
+      Informer(
+        store: store, resource: .ttemplates, namespace: configuration.namespace, onObject: templateChanged),
       Informer(
         store: store, resource: .statefulSets, namespace: configuration.namespace, selector: owned, onObject: enqueue),
       Informer(

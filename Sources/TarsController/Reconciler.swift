@@ -1,4 +1,5 @@
 import Foundation
+import TarsCRD
 import TarsKube
 import TarsProtocol
 
@@ -54,13 +55,15 @@ public struct Reconciler: Sendable {
       }
       return report
     }
-    let desired: [KubeObject]
-    do {
-      desired = try Workloads.desired(tserver, options: options)
-    } catch {
-      report.invalid = error.message
-      if await setStatus(tserver, workload: nil, reason: "InvalidSpec", message: error.message) {
-        await event(tserver, type: "Warning", reason: "InvalidSpec", message: error.message)
+    var problem = try await check(tserver)
+    var desired: [KubeObject] = []
+    if problem == nil {
+      do { desired = try Workloads.desired(tserver, options: options) } catch { problem = error }
+    }
+    if let problem {
+      report.invalid = problem.message
+      if await setStatus(tserver, workload: nil, reason: problem.reason, message: problem.message) {
+        await event(tserver, type: "Warning", reason: problem.reason, message: problem.message)
       }
       return report
     }
@@ -209,5 +212,24 @@ public struct Reconciler: Sendable {
       KubeObject.event(
         namespace: tserver.namespace ?? "", kind: "TServer", name: tserver.name, uid: tserver.uid, type: type,
         reason: reason, message: message, component: Self.component, suffix: suffix))
+  }
+}
+
+extension Reconciler {
+  /// What an API server with the CRDs' rules would have refused (an object written before a
+  /// rule existed, or into a store without them), and what no rule can say: that the template
+  /// exists. Such a TServer gets a condition and an Event; its workloads are left as they are.
+  func check(_ tserver: KubeObject) async throws(StoreError) -> WorkloadError? {
+    let broken = TarsCRDRules.violations(kind: "TServer", tserver)
+    if !broken.isEmpty { return WorkloadError(broken.map(\.short).joined(separator: "; ")) }
+    guard tserver.spec?["subType"]?.stringValue != "normal",
+      let template = tserver.spec?[path: ["tars", "template"]]?.stringValue
+    else { return nil }
+    do {
+      _ = try await store.get(.ttemplates, namespace: tserver.namespace ?? "", name: template)
+      return nil
+    } catch  where error.code == 404 {
+      return WorkloadError(TarsCRDRules.templateMissing(template), reason: "TemplateMissing")
+    }
   }
 }

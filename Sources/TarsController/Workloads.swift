@@ -23,7 +23,12 @@ public struct WorkloadOptions: Sendable {
 /// A TServer that cannot be turned into a workload, with what to change.
 public struct WorkloadError: Error, Sendable, Equatable, CustomStringConvertible {
   public var message: String
-  public init(_ message: String) { self.message = message }
+  /// The condition's and the Event's reason.
+  public var reason: String
+  public init(_ message: String, reason: String = "InvalidSpec") {
+    self.message = message
+    self.reason = reason
+  }
   public var description: String { message }
 }
 

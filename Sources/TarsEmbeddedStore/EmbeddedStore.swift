@@ -19,6 +19,7 @@ public final class EmbeddedStore: ObjectStore {
   /// Events kept for watches to resume from; older ones are compacted.
   public let historyLimit: Int
   let bookmarkIntervalMs: Int
+  let crdRules: Bool
 
   struct Live {
     var watchers: [Int: Watcher] = [:]
@@ -40,8 +41,12 @@ public final class EmbeddedStore: ObjectStore {
     var old: KubeObject?
   }
 
-  /// Opens (creating if needed) the store at `path`; nil keeps it in memory.
-  public init(path: String?, historyLimit: Int = 10_000, bookmarkIntervalMs: Int = 60_000) throws(StoreError) {
+  /// Opens (creating if needed) the store at `path`; nil keeps it in memory. `crdRules: false`
+  /// leaves out the Tars CRDs' CEL rules, as an API server whose CRDs predate them would.
+  public init(
+    path: String?, historyLimit: Int = 10_000, bookmarkIntervalMs: Int = 60_000, crdRules: Bool = true
+  ) throws(StoreError) {
+    self.crdRules = crdRules
     self.historyLimit = historyLimit
     self.bookmarkIntervalMs = bookmarkIntervalMs
     do {
@@ -163,6 +168,7 @@ public final class EmbeddedStore: ObjectStore {
       o.name = prefix + Self.randomSuffix()
     }
     try Validation.check(resource, o)
+    if crdRules { try Validation.checkRules(resource, o, old: nil) }
     o.json = o.json.setting("apiVersion", .string(resource.apiVersion)).setting("kind", .string(resource.kind))
     let now = kubeTimestamp()
     o.json.set(["metadata", "uid"], .string(UUID().uuidString.lowercased()))
@@ -203,6 +209,7 @@ public final class EmbeddedStore: ObjectStore {
         throw StoreError.conflict(resource, object.name)
       }
       let next = self.merged(resource, current: current, proposed: object.json, status: status)
+      if self.crdRules && !status { try Validation.checkRules(resource, KubeObject(next), old: current) }
       return try self.commitChange(resource, current: current, next: next, rv: rv)
     }
   }
@@ -225,6 +232,7 @@ public final class EmbeddedStore: ObjectStore {
       }
       try Validation.check(resource, proposed)
       let next = self.merged(resource, current: current, proposed: patched, status: status)
+      if self.crdRules && !status { try Validation.checkRules(resource, KubeObject(next), old: current) }
       return try self.commitChange(resource, current: current, next: next, rv: rv)
     }
   }

@@ -1,10 +1,25 @@
+import TarsCRD
 import TarsKube
 
 /// The checks the API server makes on every write that the embedded store must make too, with
 /// its messages (422 Invalid, fixture 062).
 enum Validation {
   static func check(_ resource: KubeResource, _ o: KubeObject) throws(StoreError) {
-    var causes: [String] = []
+    try check(resource, o, causes: [])
+  }
+
+  /// The Tars CRDs' `x-kubernetes-validations` rules, in their Swift twin (`TarsCRDRules`), on
+  /// a create (`old` nil) or an update of the spec; status writes do not re-judge the spec.
+  static func checkRules(_ resource: KubeResource, _ o: KubeObject, old: KubeObject?) throws(StoreError) {
+    guard resource.isCustom else { return }
+    let broken = TarsCRDRules.violations(kind: resource.kind, o, old: old)
+    guard !broken.isEmpty else { return }
+    let list = broken.count == 1 ? "\(broken[0])" : "[\(broken.map(\.description).joined(separator: ", "))]"
+    throw .invalid("\(resource.kind).\(resource.group) \"\(o.name)\" is invalid: \(list)")
+  }
+
+  static func check(_ resource: KubeResource, _ o: KubeObject, causes initial: [String]) throws(StoreError) {
+    var causes = initial
     if o.name.isEmpty {
       causes.append("metadata.name: Required value: name or generateName is required")
     } else if !isDNSSubdomain(o.name) {

@@ -49,9 +49,9 @@ struct WorkQueueTests {
 
 @Suite("The controller loop", .serialized)
 struct ControllerTests {
-  func start(_ store: EmbeddedStore) -> (Controller, Task<Void, Never>) {
+  func start(_ store: EmbeddedStore, resyncSeconds: Int = 1) -> (Controller, Task<Void, Never>) {
     var c = Controller.Configuration(namespace: "tars", workload: options)
-    c.resyncSeconds = 1
+    c.resyncSeconds = resyncSeconds
     let controller = Controller(store: store, configuration: c, log: { _ in })
     return (controller, Task { await controller.run() })
   }
@@ -62,7 +62,7 @@ struct ControllerTests {
 
   @Test func convergesOnChangesAndAfterARestart() async throws {
     let store = try EmbeddedStore(path: nil)
-    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+    try await seed(store)
     var (controller, task) = start(store)
     var o = try tserver(ReconcilerTests.spec)
     o.json.set(["metadata", "uid"], nil)
@@ -101,6 +101,26 @@ struct ControllerTests {
     #expect(controller.snapshot.writes == idle.writes, "a resync with nothing to do writes nothing")
     #expect(controller.snapshot.errors == 0)
   }
+
+  /// A TServer waiting for its template goes on when the template is applied, without waiting
+  /// for a resync (an hour here).
+  @Test func aTemplateAppliedLaterUnblocksItsTServers() async throws {
+    let store = try EmbeddedStore(path: nil)
+    try await seed(store)
+    let (_, task) = start(store, resyncSeconds: 3600)
+    defer { task.cancel() }
+    var o = try tserver(ReconcilerTests.spec.replacingOccurrences(of: "tars.default", with: "tars.cpp"))
+    o.json.set(["metadata", "uid"], nil)
+    _ = try await store.create(.tservers, o)
+    #expect(
+      await eventually {
+        try await store.get(.tservers, namespace: "tars", name: "test-helloserver").status?["conditions"]?
+          .arrayValue?.first?["reason"]?.stringValue == "TemplateMissing"
+      })
+    #expect(!(await exists(store, .statefulSets, "test-helloserver")))
+    _ = try await store.create(.ttemplates, template("tars.cpp"))
+    #expect(await eventually(5) { await exists(store, .statefulSets, "test-helloserver") })
+  }
 }
 
 @Suite("tars-controlplane controller, the executable")
@@ -111,7 +131,7 @@ struct ControllerExecutableTests {
     let path = dir.file("state.sqlite")
     do {
       let store = try EmbeddedStore(path: path)
-      _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+      try await seed(store)
       var o = try tserver(ReconcilerTests.spec)
       o.json.set(["metadata", "uid"], nil)
       _ = try await store.create(.tservers, o)

@@ -12,6 +12,18 @@ func tserver(_ spec: String, name: String = "test-helloserver") throws -> KubeOb
   return o
 }
 
+/// The namespace `tars` and the template the test TServers name.
+func seed(_ store: any ObjectStore) async throws {
+  _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+  _ = try await store.create(.ttemplates, template("tars.default"))
+}
+
+func template(_ name: String) -> KubeObject {
+  var t = KubeObject(.ttemplates, namespace: "tars", name: name)
+  t.json.set(["spec"], .object([("content", .string("<tars></tars>")), ("parent", .string(name))]))
+  return t
+}
+
 let options: WorkloadOptions = {
   var o = WorkloadOptions(nodeImage: "registry.local/tars/node:1")
   o.nodeImagePullSecret = "node-pull"

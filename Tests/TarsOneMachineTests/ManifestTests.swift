@@ -1,8 +1,9 @@
-import TarsAdmin
 import TarsEmbeddedStore
 import TarsKube
 import TarsProtocol
 import Testing
+
+@testable import TarsAdmin
 
 @Suite("Manifests applied the way kubectl apply would")
 struct ManifestApplierTests {
@@ -85,10 +86,8 @@ struct ManifestApplierTests {
         source: "b"))
     #expect(rows.allSatisfy { $0.action == "rejected" })
     #expect(
-      rows[0].problems == [
-        "servant HelloObj: port 19387 is reserved for tarsnode (19385 NodeObj, 19386 ServerObj, 19387 AdminObj)"
-      ])
-    #expect(rows[1].problems == ["spec.tars.template 'missing' does not exist"])
+      rows[0].problems == ["spec.tars: ports 19385-19387 are reserved for tarsnode (NodeObj, ServerObj, AdminObj)"])
+    #expect(rows[1].problems == ["spec.tars.template 'missing' does not exist: apply the TTemplate first"])
     #expect(rows[2].problems.first?.hasPrefix("kind 'Secret' cannot be applied here") == true)
     #expect(rows[3].problems.first?.contains("is not tars, the namespace this control plane serves") == true)
     let after = try await store.get(.tservers, namespace: "tars", name: "test-helloserver")
@@ -99,5 +98,48 @@ struct ManifestApplierTests {
     rows = await capped.apply(try ManifestApplier.parse(tserver(9_223_372_036_854_775_807), source: "c"))
     #expect(
       rows.first?.problems == ["spec.k8s.replicas 9223372036854775807 is more than this control plane runs (100)"])
+  }
+
+  /// A TConfig's content is immutable, so a changed file applies as a new activated version and
+  /// the one before is deactivated; an earlier content comes back as its old version.
+  @Test func aChangedConfigIsANewVersionAndTheOldOneIsDeactivated() async throws {
+    let store = try EmbeddedStore(path: nil)
+    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+    let applier = ManifestApplier(store: store, namespace: "tars")
+    func config(_ content: String) throws -> [KubeObject] {
+      try ManifestApplier.parse(
+        """
+        apiVersion: k8s.tars.io/v1beta3
+        kind: TConfig
+        metadata: {name: test-helloserver-a.conf}
+        app: Test
+        server: HelloServer
+        podSeq: m
+        configName: a.conf
+        activated: true
+        configContent: \(content)
+        """, source: "c")
+    }
+    func active() async throws -> [String: String] {
+      let items = try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.map(TConfig.init)
+      return Dictionary(uniqueKeysWithValues: items.filter(\.activated).map { ($0.object.name, $0.configContent) })
+    }
+    #expect(await applier.apply(try config("x=1")).map(\.action) == ["created"])
+    #expect(await applier.apply(try config("x=2")).map(\.action) == ["configured"])
+    let second = "test-helloserver-a.conf-" + ManifestApplier.contentHash("x=2")
+    #expect(try await active() == [second: "x=2"])
+    #expect(await applier.apply(try config("x=2")).map(\.action) == ["unchanged"])
+    #expect(await applier.apply(try config("x=1")).map(\.action) == ["configured"])
+    #expect(try await active() == ["test-helloserver-a.conf": "x=1"])
+    let all = try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items
+    #expect(all.map(\.name).sorted() == ["test-helloserver-a.conf", second])
+
+    // History is trimmed: at most `configHistory` inactive versions stay.
+    for i in 0..<(ManifestApplier.configHistory + 3) {
+      #expect(await applier.apply(try config("y=\(i)")).map(\.action) == ["configured"])
+    }
+    let kept = try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.map(TConfig.init)
+    #expect(kept.count == ManifestApplier.configHistory + 1)
+    #expect(kept.filter(\.activated).map(\.configContent) == ["y=\(ManifestApplier.configHistory + 2)"])
   }
 }

@@ -226,8 +226,10 @@ struct OneMachineTests {
     let rejected = try m.tarsctl(["apply", "-f", bad])
     #expect(rejected.status == 1)
     for reason in [
-      "spec.tars.template 'no.such.template' does not exist", "port 10020 is already used by servant AObj",
-      "port 19385 is reserved for tarsnode", "metadata.name 'hello' must be 'test-hello'",
+      "tserver/test-other rejected: spec.tars.template 'no.such.template' does not exist: apply the TTemplate first",
+      "tserver/test-twoports rejected: spec.tars: ports must be unique across spec.tars.servants and spec.tars.ports",
+      "tserver/test-helloserver rejected: spec.tars: ports 19385-19387 are reserved for tarsnode",
+      "tserver/hello rejected: metadata.name must be lower(spec.app)-lower(spec.server)",
     ] {
       #expect(rejected.stdout.contains(reason), "\(rejected.stdout)")
     }
@@ -348,7 +350,8 @@ struct OneMachineTests {
     #expect(waitFor { try active() == [true, true] }, "both not-tars pods active: \(m.log)")
     #expect(m.log.contains("broken.yaml skipped: ") && m.log.contains("not valid YAML"), "\(m.log)")
     #expect(
-      m.log.contains("TServer test-reserved REJECTED (reserved.yaml): spec.normal.ports[0]: port 19386 is reserved"))
+      m.log.contains(
+        "TServer test-reserved REJECTED (reserved.yaml): spec.normal: ports 19385-19387 are reserved for tarsnode"))
     let logs = try m.tarsctl(["logs", "test-sleeper-1"])
     #expect(logs.stdout.contains("sleeper test-sleeper-1 started"), "\(logs.stdout)\(logs.stderr)")
 

@@ -38,19 +38,19 @@ struct ValidationTests {
   @Test func eachMistakeIsNamed() {
     #expect(
       TServerValidation.problems(tserver(template: "tars.nope"), templates: templates) == [
-        "spec.tars.template 'tars.nope' does not exist"
+        "spec.tars.template 'tars.nope' does not exist: apply the TTemplate first"
       ])
     #expect(
       TServerValidation.problems(tserver(ports: [10015, 10015]), templates: templates) == [
-        "servant Obj1: port 10015 is already used by servant Obj0"
+        "spec.tars: ports must be unique across spec.tars.servants and spec.tars.ports"
       ])
     #expect(
       TServerValidation.problems(tserver(ports: [19385]), templates: templates) == [
-        "servant Obj0: port 19385 is reserved for tarsnode (19385 NodeObj, 19386 ServerObj, 19387 AdminObj)"
+        "spec.tars: ports 19385-19387 are reserved for tarsnode (NodeObj, ServerObj, AdminObj)"
       ])
     #expect(
       TServerValidation.problems(tserver(name: "hello"), templates: templates) == [
-        "metadata.name 'hello' must be 'test-helloserver' (lower(app)-lower(server))"
+        "metadata.name must be lower(spec.app)-lower(spec.server)"
       ])
     #expect(
       TServerValidation.problems(tserver(name: "test-hello-server", server: "Hello-Server"), templates: templates).first
