@@ -138,7 +138,7 @@ let package = Package(
       name: "TarsOneMachine",
       dependencies: [
         "TarsAdmin", "TarsAdminAPI", "TarsLocalRuntime", "TarsRegistry", "TarsConfigService", "TarsNotifyService",
-        "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework",
+        "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework", "TarsController",
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
     // tars.tarsconfig.ConfigObj from TConfig objects.
@@ -207,7 +207,10 @@ let package = Package(
       ], swiftSettings: strict),
     .testTarget(
       name: "TarsOneMachineTests",
-      dependencies: ["TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport"],
+      dependencies: [
+        "TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport",
+        "TarsLocalRuntime",
+      ],
       swiftSettings: strict),
     .testTarget(
       name: "TarsControllerTests",

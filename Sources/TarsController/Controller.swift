@@ -67,6 +67,8 @@ public final class Controller: Sendable {
   }
 
   public var snapshot: Counters { counters.withLock { $0 } }
+  /// The TServers the controller sees (the admin API of `up` reads the same cache).
+  public var tservers: Informer { informers[0] }
 
   /// Prometheus text: reconciles, errors, writes, reconcile time, queue depth, cached TServers.
   public func exposition(leader: Bool) -> String {

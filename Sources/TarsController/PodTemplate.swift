@@ -22,6 +22,10 @@ struct Spec {
   var hostPorts: [String: Int64]
   var daemonSet: Bool
   var replicas: Int64
+  /// The annotation `tars.io/ServerType`: how tarsnode launches a tars server (cpp by default).
+  var serverType: String?
+
+  static let serverTypes = ["cpp", "go", "java-jar", "java-war", "nodejs", "nodejs-pkg"]
 
   init(_ o: KubeObject) throws(WorkloadError) {
     guard let spec = o.spec, let app = spec["app"]?.stringValue, let server = spec["server"]?.stringValue else {
@@ -59,6 +63,12 @@ struct Spec {
     self.hostPorts = hostPorts
     daemonSet = k8s["daemonSet"]?.boolValue ?? false
     replicas = k8s["replicas"]?.intValue ?? 0
+    serverType = o.annotations[Workloads.serverTypeAnnotation]
+    if let t = serverType, isTars, !Self.serverTypes.contains(t) {
+      throw WorkloadError(
+        "annotation \(Workloads.serverTypeAnnotation) is '\(t)': use one of \(Self.serverTypes.joined(separator: ", "))"
+      )
+    }
   }
 
   var selectorLabels: [String: String] { [Workloads.appLabel: app, Workloads.serverLabel: server] }
@@ -141,7 +151,12 @@ extension Workloads {
       value("TarsRegistry", o.registry), value("TarsLocator", o.locator), value("TarsNotify", o.notify),
       value("TARS_NODE_SECRET_FILE", secretDirectory + "/secret"),
     ]
-    env += (s.k8s["env"]?.arrayValue ?? []).filter { !contractVariables.contains($0["name"]?.stringValue ?? "") }
+    var reserved = contractVariables
+    if s.isTars, let type = s.serverType {
+      env.append(value("ServerType", type))
+      reserved.insert("ServerType")
+    }
+    env += (s.k8s["env"]?.arrayValue ?? []).filter { !reserved.contains($0["name"]?.stringValue ?? "") }
     c.append(("env", .array(env)))
     for key in ["envFrom", "resources"] { if let v = s.k8s[key] { c.append((key, v)) } }
     var ports: [JSONValue] = []

@@ -41,6 +41,9 @@ public enum Workloads {
   public static let appLabel = "tars.io/ServerApp"
   public static let serverLabel = "tars.io/ServerName"
   public static let idLabel = "tars.io/ServerID"
+  /// How tarsnode launches the server (`cpp`, `go`, `java-jar`, …), passed on as `ServerType`;
+  /// an image built on the framework's base for its type carries the same in its own env.
+  public static let serverTypeAnnotation = "tars.io/ServerType"
   /// The image of a workload with no release yet (replicas stay 0), as K8SFramework writes it.
   public static let noImage = " "
   /// Environment variables the pod contract sets; a TServer's own `env` cannot replace them.

@@ -51,16 +51,19 @@ public struct LocalRuntimeConfiguration: Sendable {
   }
 }
 
-/// The kubelet and StatefulSet controller of the one-machine mode: turns every TServer replica
-/// into a pod object in the store and a tarsnode process on this machine, on its own 127.x
-/// address, and keeps the two in step. Level-triggered: each pass compares the TServers and
-/// pods in the caches with the processes it runs, so a missed event, a crash of a process or
-/// a restart of the control plane converges by itself.
+/// The StatefulSet and DaemonSet controllers and the kubelet of the one-machine mode: the
+/// controller (`TarsController`, the same as on a cluster) turns TServers into workloads; this
+/// turns each workload's replicas into pod objects made from its template and each pod into a
+/// tarsnode process on this machine, on its own 127.x address, and keeps them in step.
+/// Level-triggered: each pass compares the workloads and pods in the caches with the processes
+/// it runs, so a missed event, a crash of a process or a restart of the control plane converges
+/// by itself.
 public actor LocalRuntime {
   public nonisolated let configuration: LocalRuntimeConfiguration
   let store: any ObjectStore
   let log: @Sendable (String) -> Void
-  public nonisolated let tservers: Informer
+  nonisolated let statefulSets: Informer
+  nonisolated let daemonSets: Informer
   public nonisolated let pods: Informer
   let wake: AsyncStream<Void>.Continuation
   let wakes: AsyncStream<Void>
@@ -69,7 +72,7 @@ public actor LocalRuntime {
   /// Pods created but not in the cache yet, with their addresses and when: nothing is
   /// created twice and no address handed out twice in that window.
   var allocated: [String: (ip: String, at: Date)] = [:]
-  /// Pods being stopped and deleted to come back with a new release.
+  /// Pods being stopped and deleted to come back with a new template (a new release).
   var replacing: Set<String> = []
   /// Pod objects this runtime deleted, by uid, until the cache lets go of them: never started again.
   var deleted: [String: Date] = [:]
@@ -115,8 +118,12 @@ public actor LocalRuntime {
     let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
     wakes = stream
     wake = continuation
-    tservers = Informer(
-      store: store, resource: .tservers, namespace: configuration.namespace, onChange: { continuation.yield() })
+    statefulSets = Informer(
+      store: store, resource: .statefulSets, namespace: configuration.namespace, selector: Self.podSelector,
+      onChange: { continuation.yield() })
+    daemonSets = Informer(
+      store: store, resource: .daemonSets, namespace: configuration.namespace, selector: Self.podSelector,
+      onChange: { continuation.yield() })
     pods = Informer(
       store: store, resource: .pods, namespace: configuration.namespace, selector: Self.podSelector,
       onChange: { continuation.yield() })
@@ -125,13 +132,12 @@ public actor LocalRuntime {
   /// Runs until `shutdown()`: the informers, then a reconcile pass on every change and every
   /// `resyncMs`.
   public func run() async {
-    let informers = Task { [tservers, pods] in
+    let informers = Task { [statefulSets, daemonSets, pods] in
       await withTaskGroup(of: Void.self) { group in
-        group.addTask { await tservers.run() }
-        group.addTask { await pods.run() }
+        for informer in [statefulSets, daemonSets, pods] { group.addTask { await informer.run() } }
       }
     }
-    while !(tservers.hasSynced && pods.hasSynced) && !shuttingDown {
+    while !(statefulSets.hasSynced && daemonSets.hasSynced && pods.hasSynced) && !shuttingDown {
       try? await Task.sleep(for: .milliseconds(20))
     }
     await stopLeftovers()
@@ -180,18 +186,6 @@ public actor LocalRuntime {
 
   // MARK: Reconciling
 
-  /// The pods the TServers ask for: `<tserver>-<n>` for n below `spec.k8s.replicas` (0
-  /// without a release, as K8SFramework forces).
-  func desiredPods() -> [String: KubeObject] {
-    var out: [String: KubeObject] = [:]
-    for t in tservers.objects.values where t.deletionTimestamp == nil {
-      let image = t.spec?[path: ["release", "image"]]?.stringValue ?? ""
-      let replicas = image.trimmingCharacters(in: .whitespaces).isEmpty ? 0 : TServer(t).replicas
-      for n in 0..<Int(min(max(0, replicas), Int64(configuration.maxReplicas))) { out["\(t.name)-\(n)"] = t }
-    }
-    return out
-  }
-
   func reconcile() async {
     reap()
     if shuttingDown { return }
@@ -214,9 +208,9 @@ public actor LocalRuntime {
       Set(existing.values.compactMap { $0.status?["podIP"]?.stringValue }).union(allocated.values.map(\.ip))
         .union(processes.values.map(\.ip))
     }
-    for (name, server) in desired.sorted(by: { $0.key < $1.key }) where existing[name] == nil {
+    for (name, workload) in desired.sorted(by: { $0.key < $1.key }) where existing[name] == nil {
       guard allocated[name] == nil, !shuttingDown else { continue }
-      await createPod(name, server: server, used: used())
+      await createPod(name, workload: workload, used: used())
     }
     // A process whose pod object is gone or was replaced by another of the same name stops.
     for (name, p) in processes where p.stopRequested == nil && existing[name]?.uid != p.uid {
@@ -225,13 +219,13 @@ public actor LocalRuntime {
     chooseReplacements(desired: desired, existing: existing)
     for (name, pod) in existing {
       if shuttingDown { return }
-      if let server = desired[name], !replacing.contains(name) {
+      if let workload = desired[name], pod.ownerUID == workload.object.uid, !replacing.contains(name) {
         if pod.status?["podIP"]?.stringValue == nil {
           // Created, but its address never recorded (a failed write, a crash in between).
           if allocated[name] == nil { await assignAddress(name, used: used()) }
         } else if processes[name] == nil {
           if let b = backoff[name], b.notBefore > Date() { continue }
-          await start(pod, server: server)
+          await start(pod)
         } else {
           await syncReady(pod)
         }
@@ -239,6 +233,7 @@ public actor LocalRuntime {
         await remove(pod)
       }
     }
+    await syncWorkloadStatus()
   }
 
   /// SIGTERM to a pod's tarsnode (it stops its server gracefully); SIGKILL to the whole tree
@@ -271,29 +266,21 @@ public actor LocalRuntime {
     for p in all { kill(p, SIGKILL) }
   }
 
-  /// What a pod runs: `spec.release.image` and `spec.release.id`.
-  static func release(of server: KubeObject) -> String {
-    (server.spec?[path: ["release", "image"]]?.stringValue ?? "") + "|"
-      + (server.spec?[path: ["release", "id"]]?.stringValue ?? "")
-  }
-
-  /// A new release (`spec.release.image` or `spec.release.id`) replaces the pods that run an older one, as a
-  /// StatefulSet's rolling update does: highest ordinal first, one at a time while the others
-  /// are active; a pod that is not active anyway is replaced at once.
-  func chooseReplacements(desired: [String: KubeObject], existing: [String: KubeObject]) {
-    func release(_ pod: KubeObject) -> String {
-      (pod.spec?["containers"]?.arrayValue?.first?["image"]?.stringValue ?? "") + "|"
-        + (pod.labels["tars.io/ServerID"] ?? "")
-    }
+  /// A workload whose template changed (a new release, say) replaces the pods made from an older
+  /// one, as a StatefulSet's rolling update does: highest ordinal first, one at a time while the
+  /// others are active; a pod that is not active anyway is replaced at once.
+  func chooseReplacements(desired: [String: LocalWorkload], existing: [String: KubeObject]) {
     var started: Set<String> = []
     for (name, pod) in existing.sorted(by: { $0.key > $1.key }) where !replacing.contains(name) {
-      guard let server = desired[name], release(pod) != Self.release(of: server) else { continue }
-      let siblings = existing.values.filter { $0.name != name && desired[$0.name]?.name == server.name }
+      guard let workload = desired[name], pod.labels[LocalWorkload.revisionLabel] != workload.revision else {
+        continue
+      }
+      let siblings = existing.values.filter { $0.name != name && $0.ownerUID == workload.object.uid }
       let othersReady = siblings.allSatisfy { Pod($0).isTarsActive && !replacing.contains($0.name) }
-      guard !Pod(pod).isTarsActive || (othersReady && !started.contains(server.name)) else { continue }
-      started.insert(server.name)
+      guard !Pod(pod).isTarsActive || (othersReady && !started.contains(workload.object.uid)) else { continue }
+      started.insert(workload.object.uid)
       replacing.insert(name)
-      log("local: \(name) runs an older release: replacing it")
+      log("local: \(name) runs an older template of \(workload.kind) \(workload.object.name): replacing it")
     }
   }
 
@@ -325,35 +312,14 @@ public actor LocalRuntime {
     return signal == 0 ? "exited with status \((status >> 8) & 0xff)" : "was killed by signal \(signal)"
   }
 
-  func createPod(_ name: String, server: KubeObject, used: Set<String>) async {
-    let app = server.spec?["app"]?.stringValue ?? ""
-    let serverName = server.spec?["server"]?.stringValue ?? ""
+  func createPod(_ name: String, workload: LocalWorkload, used: Set<String>) async {
     guard let ip = freeAddress(used) else {
       log("local: no 127.x address left for pod \(name)")
       await event(name, type: "Warning", reason: "FailedScheduling", message: "no 127.x address left on this machine")
       return
     }
     allocated[name] = (ip, Date())
-    let image = server.spec?[path: ["release", "image"]]?.stringValue ?? ""
-    var pod = KubeObject(
-      .pods, namespace: configuration.namespace, name: name,
-      labels: [
-        "tars.io/ServerApp": app, "tars.io/ServerName": serverName, "tars.io/managed-by": "tars-local",
-        "tars.io/ServerID": server.spec?[path: ["release", "id"]]?.stringValue ?? "",
-      ],
-      spec: .object([
-        ("nodeName", .string("local")), ("restartPolicy", .string("Always")),
-        ("readinessGates", .array([.object([("conditionType", .string("tars.io/active"))])])),
-        ("containers", .array([.object([("name", .string(server.name)), ("image", .string(image))])])),
-      ]))
-    pod.json = pod.json.setting(
-      path: ["metadata", "ownerReferences"],
-      .array([
-        .object([
-          ("apiVersion", .string(KubeResource.tservers.apiVersion)), ("kind", .string("TServer")),
-          ("name", .string(server.name)), ("uid", .string(server.uid)), ("controller", .bool(true)),
-        ])
-      ]))
+    let pod = workload.pod(name, namespace: configuration.namespace)
     do {
       _ = try await store.create(.pods, pod)
       _ = try await store.patch(
@@ -422,181 +388,8 @@ public actor LocalRuntime {
     return .object(m)
   }
 
-  public func podDirectory(_ pod: String) -> String { "\(configuration.stateDirectory)/pods/\(pod)" }
-
-  /// Where the server's own output goes (what `tarsctl logs` shows).
-  public nonisolated static func outputLog(podDirectory: String, app: String, server: String) -> String {
-    "\(podDirectory)/log/\(app)/\(server)/\(app).\(server).stdout.log"
-  }
-
-  func start(_ pod: KubeObject, server: KubeObject) async {
-    let name = pod.name
-    guard !shuttingDown else { return }
-    guard let ip = pod.status?["podIP"]?.stringValue, !ip.isEmpty else { return }
-    let app = server.spec?["app"]?.stringValue ?? ""
-    let serverName = server.spec?["server"]?.stringValue ?? ""
-    let isTars = (server.spec?["subType"]?.stringValue ?? "tars") == "tars"
-    let serverType = server.annotations["tars.io/ServerType"] ?? (isTars ? "cpp" : "not-tars")
-    var image = server.spec?[path: ["release", "image"]]?.stringValue ?? ""
-    if !image.contains("/") {
-      image = configuration.binDirectory + "/" + image
-    } else if !image.hasPrefix("/") {
-      image = configuration.workingDirectory + "/" + image
-    }
-    let dir = podDirectory(name)
-    let fm = FileManager.default
-    var isDirectory: ObjCBool = false
-    guard fm.fileExists(atPath: image, isDirectory: &isDirectory), !isDirectory.boolValue,
-      fm.isExecutableFile(atPath: image)
-    else {
-      await failStart(name, "spec.release.image \(image) is not an executable file on this machine")
-      return
-    }
-    // The "image": a bin directory holding the server binary under its server name, where
-    // tarsnode looks for it (`/usr/local/server/bin/<ServerName>` in a real image).
-    let bin = dir + "/image"
-    do {
-      for d in [bin, dir + "/base", dir + "/log"] {
-        try fm.createDirectory(atPath: d, withIntermediateDirectories: true)
-      }
-      try? fm.removeItem(atPath: bin + "/" + serverName)
-      try fm.createSymbolicLink(atPath: bin + "/" + serverName, withDestinationPath: image)
-    } catch {
-      await failStart(name, "cannot prepare \(dir): \(error)")
-      return
-    }
-    let arguments = [
-      configuration.tarsnode, "--image-bin-dir", bin, "--base-dir", "\(dir)/base/\(app).\(serverName)",
-      "--log-dir", dir + "/log", "--registry", configuration.registry, "--locator", configuration.locator,
-      "--notify", configuration.notify, "--secret-file", configuration.secretFile,
-      "--grace", "\(configuration.graceSeconds)", "--no-stdout-copy",
-    ]
-    var environment = ProcessInfo.processInfo.environment.filter {
-      ["PATH", "HOME", "LANG", "TZ", "USER", "LOGNAME"].contains($0.key)
-    }
-    for (k, v) in [
-      ("PodName", name), ("PodIP", ip), ("Namespace", configuration.namespace), ("ServerApp", app),
-      ("ServerName", serverName), ("ServerType", serverType), ("HOSTNAME", name),
-    ] {
-      environment[k] = v
-    }
-    let logFD = open(dir + "/tarsnode.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-    defer { if logFD >= 0 { close(logFD) } }
-    let nullFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-    defer { if nullFD >= 0 { close(nullFD) } }
-    var failedStep: UnsafePointer<CChar>?
-    let env = environment.map { "\($0.key)=\($0.value)" }
-    var pid = Self.spawn(
-      arguments, environment: env, cwd: dir, stdin: nullFD, output: logFD, pidNamespace: pidNamespaces,
-      failedStep: &failedStep)
-    if pid == -EPERM && pidNamespaces {
-      // Root without CAP_SYS_ADMIN (a container): subreaper mode still supervises everything.
-      pidNamespaces = false
-      log("local: this machine refuses new PID namespaces (EPERM); tarsnodes run as subreapers from now on")
-      pid = Self.spawn(
-        arguments, environment: env, cwd: dir, stdin: nullFD, output: logFD, pidNamespace: false,
-        failedStep: &failedStep)
-    }
-    guard pid > 0 else {
-      let step = failedStep.map { String(cString: $0) } ?? "spawn"
-      await failStart(name, "cannot start tarsnode: \(step): \(String(cString: strerror(-pid)))")
-      return
-    }
-    processes[name] = PodProcess(pid: pid, started: Date(), uid: pod.uid, ip: ip)
-    try? "\(pid)\n".write(toFile: dir + "/tarsnode.pid", atomically: true, encoding: .utf8)
-    log("local: \(name): tarsnode pid \(pid) on \(ip)\(pidNamespaces ? " (own PID namespace)" : "")")
-    let restarts = backoff[name]?.restarts ?? 0
-    await patchStatus(
-      name,
-      .object([
-        ("phase", .string("Running")),
-        ("conditions", .array([Self.condition("ContainersReady", true)])),
-        (
-          "containerStatuses",
-          .array([
-            .object([
-              ("name", .string(server.name)), ("image", .string(image)), ("ready", .bool(true)),
-              ("started", .bool(true)), ("restartCount", .integer(Int64(restarts))),
-              ("state", .object([("running", .object([("startedAt", .string(kubeTimestamp()))]))])),
-            ])
-          ])
-        ),
-      ]))
-    await event(name, type: "Normal", reason: "Started", message: "started tarsnode (pid \(pid)) for \(image)")
-  }
-
-  static func spawn(
-    _ arguments: [String], environment: [String], cwd: String, stdin: Int32, output: Int32, pidNamespace: Bool,
-    failedStep: inout UnsafePointer<CChar>?
-  ) -> pid_t {
-    let argv = arguments.map { strdup($0) } + [nil]
-    let envp = environment.map { strdup($0) } + [nil]
-    defer {
-      for p in argv { free(p) }
-      for p in envp { free(p) }
-    }
-    return arguments[0].withCString { path in
-      cwd.withCString { cwdPath in
-        argv.withUnsafeBufferPointer { a in
-          envp.withUnsafeBufferPointer { e in
-            var o = ctars_spawn_options()
-            o.path = path
-            o.argv = a.baseAddress
-            o.envp = e.baseAddress
-            o.cwd = cwdPath
-            o.stdin_fd = stdin
-            o.stdout_fd = output
-            o.stderr_fd = output
-            o.new_session = 1
-            o.new_pid_namespace = pidNamespace ? 1 : 0
-            return ctars_spawn(&o, &failedStep)
-          }
-        }
-      }
-    }
-  }
-
-  func failStart(_ pod: String, _ message: String) async {
-    log("local: \(pod): \(message)")
-    var b = backoff[pod] ?? Backoff(failures: 0, restarts: 0, notBefore: Date())
-    _ = b.failed()
-    backoff[pod] = b
-    await patchStatus(
-      pod,
-      .object([
-        ("conditions", .array([Self.condition("ContainersReady", false, reason: "StartFailed", message: message)]))
-      ]))
-    await event(pod, type: "Warning", reason: "Failed", message: message)
-  }
-
-  /// Ready follows the readiness gate: the container runs and tarsnode reported Active.
-  func syncReady(_ pod: KubeObject) async {
-    let active = Pod(pod).isTarsActive
-    let ready = pod.condition("Ready")?["status"]?.stringValue == "True"
-    guard active != ready else { return }
-    await patchStatus(pod.name, .object([("conditions", .array([Self.condition("Ready", active)]))]))
-  }
-
-  /// A pod whose tarsnode is gone: no longer ready, and no longer active — nothing is left to
-  /// tell the registry otherwise.
-  func markStopped(_ pod: String, reason: String, message: String) async {
-    guard pods.object(namespace: configuration.namespace, name: pod) != nil else { return }
-    await patchStatus(
-      pod,
-      .object([
-        (
-          "conditions",
-          .array([
-            Self.condition("ContainersReady", false, reason: reason, message: message),
-            Self.condition("Ready", false, reason: reason),
-            Self.condition("tars.io/active", false, reason: "ContainerNotRunning", message: message),
-          ])
-        )
-      ]))
-  }
-
-  /// A pod no TServer asks for: its tarsnode stops gracefully, then the pod and its
-  /// directory go.
+  /// A pod no workload asks for (scaled down, deleted, or made from an older template): its
+  /// tarsnode stops gracefully, then the pod and its directory go.
   func remove(_ pod: KubeObject) async {
     let name = pod.name
     if let p = processes[name] {

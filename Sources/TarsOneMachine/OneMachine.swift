@@ -4,6 +4,7 @@ import TarsAdmin
 import TarsAdminAPI
 import TarsAuth
 import TarsConfigService
+import TarsController
 import TarsEmbeddedStore
 import TarsFramework
 import TarsKube
@@ -14,9 +15,10 @@ import TarsProtocol
 import TarsRegistry
 
 /// The whole framework in one process on one machine: the embedded store under a state
-/// directory, the registry, ConfigObj, NotifyObj, the admin API, and the local runtime that
-/// runs each TServer replica as a tarsnode-supervised "pod" — the same services, on the same
-/// store interface, as on Kubernetes.
+/// directory, the registry, ConfigObj, NotifyObj, the admin API, the controller that turns
+/// TServers into StatefulSets and DaemonSets — the same services, on the same store interface,
+/// as on Kubernetes — and the local runtime that plays the workload controllers and the kubelet,
+/// running each pod as a tarsnode-supervised process.
 public final class OneMachine: Sendable {
   public struct Options: Sendable {
     /// Everything that survives a restart: the store, the token, the NodeObj secret, the pods.
@@ -48,23 +50,28 @@ public final class OneMachine: Sendable {
   public let store: EmbeddedStore
   public let registry: RegistryService
   public let runtime: LocalRuntime
+  public let controller: Controller
   public let admin: AdminServer
   public let notify: NotifyService
   public let stateDirectory: String
   public let tokenFile: String
   let services: [TarsNIOServer]
   let tasks: [Task<Void, Never>]
+  let controllerTask: Task<Void, Never>
   let nodeClient: TarsNIOClient
 
   init(
-    options: Options, store: EmbeddedStore, registry: RegistryService, runtime: LocalRuntime, admin: AdminServer,
-    notify: NotifyService, stateDirectory: String, tokenFile: String, services: [TarsNIOServer],
+    options: Options, store: EmbeddedStore, registry: RegistryService, runtime: LocalRuntime,
+    controller: Controller, controllerTask: Task<Void, Never>, admin: AdminServer, notify: NotifyService,
+    stateDirectory: String, tokenFile: String, services: [TarsNIOServer],
     tasks: [Task<Void, Never>], nodeClient: TarsNIOClient
   ) {
     self.options = options
     self.store = store
     self.registry = registry
     self.runtime = runtime
+    self.controller = controller
+    self.controllerTask = controllerTask
     self.admin = admin
     self.notify = notify
     self.stateDirectory = stateDirectory
@@ -145,12 +152,22 @@ public final class OneMachine: Sendable {
       lc.graceSeconds = o.graceSeconds
       lc.pidNamespaces = o.pidNamespaces
       lc.firstAddress = octets.reduce(0) { $0 << 8 | $1 }
+      // The controller of a cluster, unchanged: TServers become StatefulSets and DaemonSets,
+      // which the local runtime turns into pods and processes.
+      var workload = WorkloadOptions(nodeImage: "local")
+      workload.registry = lc.registry
+      workload.locator = lc.locator
+      workload.notify = lc.notify
+      workload.graceSeconds = lc.graceSeconds
+      let controller = Controller(
+        store: store, configuration: Controller.Configuration(namespace: o.namespace, workload: workload), log: log)
+      let controllerTask = Task { await controller.run() }
       let runtime = LocalRuntime(store: store, configuration: lc, log: log)
       tasks.append(Task { await runtime.run() })
 
       let nodeClient = TarsNIOClient(group: group)
       var deps = AdminServer.Dependencies(
-        store: store, namespace: o.namespace, tservers: runtime.tservers, pods: runtime.pods, notify: notify,
+        store: store, namespace: o.namespace, tservers: controller.tservers, pods: runtime.pods, notify: notify,
         nodeAuth: nodeAuth, nodeClient: nodeClient)
       deps.processes = { await runtime.runningPIDs() }
       deps.maxReplicas = lc.maxReplicas
@@ -164,12 +181,14 @@ public final class OneMachine: Sendable {
       do {
         admin = try await AdminServer.start(host: o.host, port: o.adminPort, token: token, dependencies: deps, log: log)
       } catch {
+        controllerTask.cancel()
         await registry.stop()
         await runtime.shutdown()
         throw error
       }
       let machine = OneMachine(
-        options: o, store: store, registry: registry, runtime: runtime, admin: admin, notify: notify,
+        options: o, store: store, registry: registry, runtime: runtime, controller: controller,
+        controllerTask: controllerTask, admin: admin, notify: notify,
         stateDirectory: state, tokenFile: tokenFile, services: started, tasks: tasks, nodeClient: nodeClient)
       if let manifests = o.manifests {
         do {
@@ -223,13 +242,15 @@ public final class OneMachine: Sendable {
     let deadline = ContinuousClock.now + timeout
     let most = Int64(runtime.configuration.maxReplicas)
     while ContinuousClock.now < deadline && !Task.isCancelled {
-      let servers = runtime.tservers.objects.values.filter {
+      let servers = controller.tservers.objects.values.filter {
         TServer($0).replicas > 0 && !($0.spec?[path: ["release", "image"]]?.stringValue ?? "").isEmpty
       }
       let pods = runtime.pods.objects.values
-      let wanted = servers.reduce(0) { $0 + Int(min(TServer($1).replicas, most)) }
+      let wanted = servers.reduce(0) {
+        $0 + ($1.spec?[path: ["k8s", "daemonSet"]]?.boolValue == true ? 1 : Int(min(TServer($1).replicas, most)))
+      }
       let active = pods.filter { Pod($0).isTarsActive }.count
-      if runtime.tservers.hasSynced && active == wanted && pods.count == wanted { return wanted }
+      if controller.tservers.hasSynced && active == wanted && pods.count == wanted { return wanted }
       try? await Task.sleep(for: .milliseconds(20))
     }
     return nil
@@ -239,6 +260,8 @@ public final class OneMachine: Sendable {
   /// framework's services.
   public func stop() async {
     await admin.stop()
+    controllerTask.cancel()
+    await controllerTask.value
     await runtime.shutdown()
     await registry.stop()
     for s in services { try? await s.close() }

@@ -232,6 +232,23 @@ struct WorkloadTests {
     #expect(sts.string("spec.template.spec.containers.0.ports.0.name") == "http")
   }
 
+  @Test func theServerTypeAnnotationReachesTarsnodeAndAWrongOneIsRefused() throws {
+    let spec =
+      #"{"app": "Test", "server": "HelloServer", "subType": "tars", "tars": {"template": "tars.default", "servants": []}, "k8s": {"replicas": 1, "env": [{"name": "ServerType", "value": "cpp"}]}, "release": {"id": "1", "image": "hello:1"}}"#
+    var go = try tserver(spec)
+    go.annotations = ["tars.io/ServerType": "go"]
+    let env =
+      try Workloads.desired(go, options: options)[0].json.at("spec.template.spec.containers.0.env")?
+      .arrayValue ?? []
+    #expect(env.filter { $0["name"]?.stringValue == "ServerType" }.compactMap { $0["value"]?.stringValue } == ["go"])
+    var wrong = try tserver(spec)
+    wrong.annotations = ["tars.io/ServerType": "rust"]
+    let refused = #expect(throws: WorkloadError.self) { try Workloads.desired(wrong, options: options) }
+    #expect(
+      refused?.message
+        == "annotation tars.io/ServerType is 'rust': use one of cpp, go, java-jar, java-war, nodejs, nodejs-pkg")
+  }
+
   @Test func whatCannotBeBuiltSaysWhatToChange() throws {
     let misnamed = #expect(throws: WorkloadError.self) {
       try Workloads.desired(

@@ -1,5 +1,8 @@
 import Foundation
 import TarsAdminAPI
+import TarsEmbeddedStore
+import TarsKube
+import TarsProtocol
 import TarsTestSupport
 import Testing
 
@@ -370,7 +373,7 @@ struct OneMachineTests {
     #expect(waitFor { try m.pods().isEmpty })
   }
 
-  @Test func ctrlCStopsEveryPodAndTheNextStartResumesFromTheStateDirectory() throws {
+  @Test func ctrlCStopsEveryPodAndTheNextStartResumesFromTheStateDirectory() async throws {
     let m = try OneMachine(firstPodIP: "127.0.203.1")
     defer { m.dir.remove() }
     try m.write("hello.yaml", helloServer(replicas: 1, port: 10016))
@@ -392,6 +395,7 @@ struct OneMachineTests {
     let server = try #require(try m.serverPID(of: "test-helloserver-0"))
     #expect(m.stop() == 0)
     #expect(kill(Int32(tarsnode), 0) != 0 && kill(server, 0) != 0, "Ctrl-C leaves no pod process behind")
+    try await expectTheControllerPath(m)
 
     let resumed = try OneMachine(reusing: m)
     try resumed.start(manifests: false)
@@ -399,6 +403,30 @@ struct OneMachineTests {
     #expect(waitFor { try resumed.endpoints(hello) == (1, 0) }, "resumed: \(resumed.log)")
     #expect(try resumed.pods().map(\.ip) == ["127.0.203.1"])
     #expect(try resumed.pods().first?.pid != tarsnode)
+  }
+
+  /// What ran went through the controller, as on a cluster: TServer → StatefulSet and headless
+  /// Service it owns → pods the StatefulSet owns, made from its template, with the status chain
+  /// back up to the TServer.
+  func expectTheControllerPath(_ m: OneMachine) async throws {
+    let store = try EmbeddedStore(path: m.dir.path + "/.tars/store.sqlite")
+    let tserver = try await store.get(.tservers, namespace: "tars", name: "test-helloserver")
+    let sts = try await store.get(.statefulSets, namespace: "tars", name: "test-helloserver")
+    let service = try await store.get(.services, namespace: "tars", name: "test-helloserver")
+    let pod = try await store.get(.pods, namespace: "tars", name: "test-helloserver-0")
+    func owner(_ o: KubeObject) -> String? {
+      o.json[path: ["metadata", "ownerReferences"]]?.arrayValue?.first?["uid"]?.stringValue
+    }
+    #expect(owner(sts) == tserver.uid && owner(service) == tserver.uid)
+    #expect(service.spec?["clusterIP"]?.stringValue == "None")
+    #expect(owner(pod) == sts.uid)
+    #expect(pod.labels["controller-revision-hash"] == sts.status?["currentRevision"]?.stringValue)
+    let env = pod.spec?["containers"]?.arrayValue?.first?["env"]?.arrayValue ?? []
+    let podName = env.first { $0["name"]?.stringValue == "PodName" }
+    #expect(podName?[path: ["valueFrom", "fieldRef", "fieldPath"]]?.stringValue == "metadata.name")
+    #expect(sts.status?["readyReplicas"]?.intValue == 1, "\(sts.status?.description ?? "no status")")
+    #expect(tserver.status?["readyReplicas"]?.intValue == 1, "\(tserver.status?.description ?? "no status")")
+    #expect(m.log.contains("controller: tars/test-helloserver: created(\"StatefulSet test-helloserver\")"))
   }
 
   @Test func aBrokenTokenFileOrAMissingManifestFolderStopsUpWithTheReason() throws {
