@@ -118,15 +118,32 @@ extension Reconciler {
 
 extension JSONValue {
   /// Every member of this object (recursively) is in `other` with the same value; arrays match
-  /// element by element. What the API server adds to an object we wrote leaves it a subset.
+  /// element by element. What the API server adds to an object we wrote leaves it a subset, and
+  /// so does what it leaves out: a zero value (`false`, `""`, `0`, `[]`, `{}`) of an `omitempty`
+  /// field is not stored, so it matches a missing member. (Where a zero is kept — a pointer field
+  /// like `replicas` or `enableServiceLinks` — the stored object has the member, defaulted if we
+  /// did not write it, and the values are compared.)
   func isSubset(of other: JSONValue) -> Bool {
     switch (self, other) {
     case (.object(let a), .object):
-      return a.allSatisfy { key, value in other[key].map { value.isSubset(of: $0) } ?? false }
+      return a.allSatisfy { key, value in other[key].map { value.isSubset(of: $0) } ?? value.isZero }
     case (.array(let a), .array(let b)):
       return a.count == b.count && zip(a, b).allSatisfy { $0.isSubset(of: $1) }
     default:
       return self == other
+    }
+  }
+
+  /// What Go's `encoding/json` leaves out of an `omitempty` field.
+  var isZero: Bool {
+    switch self {
+    case .bool(let b): !b
+    case .string(let s): s.isEmpty
+    case .integer(let i): i == 0
+    case .array(let a): a.isEmpty
+    case .object(let o): o.isEmpty
+    case .null: true
+    default: false
     }
   }
 }

@@ -298,8 +298,12 @@ extension Workloads {
     .object([("name", .string(name)), ("value", .string(value))])
   }
 
+  /// A volume mount; `readOnly` only when true, as the API server stores it (it drops a false
+  /// one, and a field written but not stored would look like a change on every pass).
   static func mount(_ name: String, _ path: String, readOnly: Bool) -> JSONValue {
-    .object([("name", .string(name)), ("mountPath", .string(path)), ("readOnly", .bool(readOnly))])
+    var m: [(String, JSONValue)] = [("name", .string(name)), ("mountPath", .string(path))]
+    if readOnly { m.append(("readOnly", .bool(true))) }
+    return .object(m)
   }
 
   static func containerPort(_ name: String, _ p: Spec.Port, host: Int64?) -> JSONValue {
