@@ -10,9 +10,13 @@ import TarsProtocol
 /// leader that cannot renew within `renewDeadline` stops its work before anyone else may start;
 /// one that stops releases the lease, so a rolling update hands over at once.
 public final class LeaderElector: Sendable {
+  /// The defaults hand over within 15 s of a leader's death: another replica waits out
+  /// `leaseDuration` from the last renewal it saw (at most `retry` late) and looks every `retry`,
+  /// 10 + 2 + 2 s at worst; a leader that cannot renew for `renewDeadline` has stopped its work
+  /// 3 s before anyone may start.
   public struct Timing: Sendable {
-    public var leaseDuration: Duration = .seconds(15)
-    public var renewDeadline: Duration = .seconds(10)
+    public var leaseDuration: Duration = .seconds(10)
+    public var renewDeadline: Duration = .seconds(7)
     public var retry: Duration = .seconds(2)
     public init() {}
   }
@@ -64,7 +68,9 @@ public final class LeaderElector: Sendable {
         await task.value
         leading.store(false, ordering: .relaxed)
         if Task.isCancelled {
-          if release { await self.release() }
+          // In a task of its own: this one is cancelled, and a client that honours
+          // cancellation (AsyncHTTPClient does) would refuse the release's requests.
+          if release { await Task { await self.release() }.value }
           return
         }
       } else {
@@ -89,7 +95,7 @@ public final class LeaderElector: Sendable {
     }
     if observed?.resourceVersion != current.resourceVersion { observed = (current.resourceVersion, .now) }
     let holder = current.spec?["holderIdentity"]?.stringValue ?? ""
-    let seconds = current.spec?["leaseDurationSeconds"]?.intValue ?? 15
+    let seconds = current.spec?["leaseDurationSeconds"]?.intValue ?? 10
     let expired = observed.map { ContinuousClock.now - $0.at > .seconds(seconds) } ?? false
     guard holder == identity || holder.isEmpty || expired else { return false }
     var next = current
