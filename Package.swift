@@ -214,7 +214,10 @@ let package = Package(
       swiftSettings: strict),
     .testTarget(
       name: "TarsControllerTests",
-      dependencies: ["TarsController", "TarsKube", "TarsProtocol", "TarsEmbeddedStore", "TarsTestSupport"],
+      dependencies: [
+        "TarsController", "TarsKube", "TarsProtocol", "TarsEmbeddedStore", "TarsTestSupport",
+        .product(name: "Yams", package: "Yams"),
+      ],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(

@@ -184,9 +184,11 @@ extension Workloads {
   static func volumes(_ s: Spec, options o: WorkloadOptions) -> [JSONValue] {
     var out: [JSONValue] = [
       .object([("name", .string("tarsnode-bin")), ("emptyDir", .object([]))]),
+      // Readable by any uid: tarsnode runs as the image's user, which an unchanged image may
+      // make anyone; the only processes in the container are tarsnode and its server.
       .object([
         ("name", .string("node-secret")),
-        ("secret", .object([("secretName", .string(o.nodeSecretName)), ("defaultMode", .integer(0o400))])),
+        ("secret", .object([("secretName", .string(o.nodeSecretName)), ("defaultMode", .integer(0o444))])),
       ]),
     ]
     for m in s.k8s["mounts"]?.arrayValue ?? [] {

@@ -65,47 +65,14 @@ struct LeaderElectionTests {
       try await store.get(.leases, namespace: "tars", name: "tars-controller").spec?["leaseTransitions"]?.intValue == 1)
   }
 
-  /// The embedded store, refusing every request made from a cancelled task, as the real API
-  /// client does (AsyncHTTPClient honours cancellation): a stopping leader must still release.
-  struct RefusingWhenCancelled: ObjectStore {
-    let store: EmbeddedStore
-    func check() throws(StoreError) { if Task.isCancelled { throw .unreachable("the task was cancelled") } }
-    func get(_ r: KubeResource, namespace: String?, name: String) async throws(StoreError) -> KubeObject {
-      try check()
-      return try await store.get(r, namespace: namespace, name: name)
-    }
-    func list(_ r: KubeResource, namespace: String?, options: ListOptions) async throws(StoreError) -> ObjectList {
-      try check()
-      return try await store.list(r, namespace: namespace, options: options)
-    }
-    func create(_ r: KubeResource, _ o: KubeObject) async throws(StoreError) -> KubeObject {
-      try check()
-      return try await store.create(r, o)
-    }
-    func update(_ r: KubeResource, _ o: KubeObject, status: Bool) async throws(StoreError) -> KubeObject {
-      try check()
-      return try await store.update(r, o, status: status)
-    }
-    func patch(_ r: KubeResource, namespace: String?, name: String, _ p: Patch, status: Bool)
-      async throws(StoreError) -> KubeObject
-    {
-      try check()
-      return try await store.patch(r, namespace: namespace, name: name, p, status: status)
-    }
-    func delete(_ r: KubeResource, namespace: String?, name: String) async throws(StoreError) {
-      try check()
-      try await store.delete(r, namespace: namespace, name: name)
-    }
-    func watch(_ r: KubeResource, namespace: String?, options: WatchOptions) -> AsyncStream<WatchEvent> {
-      store.watch(r, namespace: namespace, options: options)
-    }
-  }
-
   @Test func aStoppingLeaderReleasesThroughAClientThatHonoursCancellation() async throws {
     let store = try EmbeddedStore(path: nil)
     _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
     let elector = LeaderElector(
-      store: RefusingWhenCancelled(store: store), namespace: "tars", name: "tars-controller", identity: "a",
+      store: ObservedStore(store) { _, _ throws(StoreError) in
+        // As the real API client does (AsyncHTTPClient honours cancellation).
+        if Task.isCancelled { throw .unreachable("the task was cancelled") }
+      }, namespace: "tars", name: "tars-controller", identity: "a",
       timing: Self.fast, log: { _ in })
     let task = Task { await elector.run { while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) } } }
     #expect(await eventually { elector.isLeader })

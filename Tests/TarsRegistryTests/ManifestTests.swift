@@ -99,15 +99,34 @@ struct ManifestTests {
     #expect(!docs.contains { $0["kind"] as? String == "ClusterRole" })
   }
 
-  @Test func theRegistryRunsUnprivileged() throws {
-    let deployment = try #require(
-      try documents("registry/registry.yaml").first { $0["kind"] as? String == "Deployment" })
+  /// Every manifest under deploy/ is installed by `kubectl apply -k deploy/`, and nothing else.
+  @Test func theKustomizationInstallsEveryManifest() throws {
+    let kustomization = try #require(try documents("kustomization.yaml").first)
+    let listed = Set(kustomization["resources"] as? [String] ?? [])
+    var files: Set<String> = []
+    let root = Self.deploy.path
+    for path in FileManager.default.enumerator(atPath: root)?.compactMap({ $0 as? String }) ?? []
+    where path.hasSuffix(".yaml") && path != "kustomization.yaml" {
+      files.insert(path)
+    }
+    #expect(listed == files, "not listed: \(files.subtracting(listed)); missing: \(listed.subtracting(files))")
+  }
+
+  /// The framework's own pods: non-root, no privilege escalation, read-only root, no capabilities,
+  /// a memory limit; each Deployment with more than one replica has a disruption budget.
+  @Test(arguments: ["registry/registry.yaml", "controller/controller.yaml"])
+  func theControlPlaneRunsUnprivileged(_ file: String) throws {
+    let docs = try documents(file)
+    let deployment = try #require(docs.first { $0["kind"] as? String == "Deployment" })
     let pod = try #require(
       ((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
     #expect((pod["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
+    #expect(pod["hostNetwork"] == nil && pod["hostPID"] == nil)
     let container = try #require((pod["containers"] as? [[String: Any]])?.first)
     let sc = try #require(container["securityContext"] as? [String: Any])
     #expect(sc["allowPrivilegeEscalation"] as? Bool == false && sc["readOnlyRootFilesystem"] as? Bool == true)
     #expect((sc["capabilities"] as? [String: Any])?["drop"] as? [String] == ["ALL"])
+    #expect(((container["resources"] as? [String: Any])?["limits"] as? [String: Any])?["memory"] != nil)
+    #expect(docs.contains { $0["kind"] as? String == "PodDisruptionBudget" })
   }
 }
