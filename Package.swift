@@ -166,7 +166,7 @@ let package = Package(
       name: "tars-bench",
       dependencies: [
         "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsRegistry", "TarsEmbeddedStore", "TarsKube",
-        "TarsAuth", .product(name: "NIOPosix", package: "swift-nio"),
+        "TarsAuth", "TarsController", .product(name: "NIOPosix", package: "swift-nio"),
       ],
       path: "Benchmarks/TarsBench", swiftSettings: strict),
 

@@ -164,4 +164,5 @@ let what = CommandLine.arguments.dropFirst().first ?? "all"
 if what == "codec" || what == "all" { codec() }
 if what == "rpc" || what == "all" { try await rpc() }
 if what == "registry" || what == "all" { try await registry() }
+if what == "controller" || what == "all" { try await controller() }
 if what == "keepalive" { try keepAlive(Array(CommandLine.arguments.dropFirst(2))) }
