@@ -109,6 +109,7 @@ let package = Package(
       name: "tars-controlplane",
       dependencies: [
         "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI", "TarsProtocol", "TarsController",
+        "TarsAdmin", "TarsAuth", "TarsConfigService", "TarsNotifyService", "TarsNIO", "TarsKube", "TarsFramework",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),

@@ -3,6 +3,7 @@ import Foundation
 import NIOPosix
 import TarsAdminAPI
 import TarsControlPlaneCore
+import TarsFramework
 import TarsOneMachine
 import TarsProtocol
 import TarsRegistry
@@ -12,7 +13,9 @@ struct ControlPlane: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "tars-controlplane",
     abstract: "The TarsK8s control plane: one subcommand per service.",
-    subcommands: [UpCommand.self, RegistryCommand.self, ControllerCommand.self])
+    subcommands: [
+      UpCommand.self, RegistryCommand.self, ConfigCommand.self, AdminCommand.self, ControllerCommand.self,
+    ])
 }
 
 struct StoreFlags: ParsableArguments {
@@ -53,9 +56,35 @@ struct RegistryCommand: AsyncParsableCommand {
   var hostStyle = "ip"
   @Option(name: .customLong("advertise-host"), help: "The name the registry's own endpoints carry.")
   var advertiseHost = "tars-tarsregistry"
+  @Option(
+    name: .customLong("config-obj"),
+    help: "HOST:PORT answered for tars.tarsconfig.ConfigObj (tars-controlplane config; empty: none).")
+  var configObj = "tars-tarsconfig:17892"
+  @Option(
+    name: .customLong("notify-obj"),
+    help: "HOST:PORT answered for tars.tarsnotify.NotifyObj (tars-controlplane admin; empty: none).")
+  var notifyObj = "tars-tarsnotify:17893"
+
+  /// The framework's own servants by their Services' names, as servers' templates name them.
+  func builtins() throws -> [String: [EndpointF]] {
+    var out: [String: [EndpointF]] = [:]
+    for (servant, value, flag) in [
+      ("tars.tarsconfig.ConfigObj", configObj, "--config-obj"),
+      ("tars.tarsnotify.NotifyObj", notifyObj, "--notify-obj"),
+    ] where !value.isEmpty {
+      let parts = value.split(separator: ":")
+      guard parts.count == 2, !parts[0].isEmpty, let port = Int32(parts[1]), (1...65535).contains(port) else {
+        throw ValidationError("\(flag) must be HOST:PORT (or empty), not '\(value)'")
+      }
+      out[servant] = RegistryView.Options.builtin(host: String(parts[0]), port: port)
+    }
+    return out
+  }
 
   /// The flag that sets each listener's port.
   static let listenFlags = ["QueryObj": "--query-port", "RegistryObj": "--registry-port", "metrics": "--metrics-port"]
+
+  func validate() throws { _ = try builtins() }
 
   func run() async throws {
     guard let style = HostStyle(rawValue: hostStyle) else {
@@ -71,7 +100,8 @@ struct RegistryCommand: AsyncParsableCommand {
     c.metricsPort = metricsPort == 0 ? nil : metricsPort
     c.hostStyle = style
     c.advertisedHost = advertiseHost
-    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    c.extraBuiltins = try builtins()
+    let log = stderrLog
     let service: RegistryService
     do {
       service = try await RegistryService.start(
@@ -131,7 +161,7 @@ struct UpCommand: AsyncParsableCommand {
   ]
 
   func run() async throws {
-    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    let log = stderrLog
     let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     let directory = executable.deletingLastPathComponent()
     var o = OneMachine.Options(tarsnode: tarsnode ?? directory.appendingPathComponent("tarsnode").path)

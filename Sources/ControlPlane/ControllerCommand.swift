@@ -68,7 +68,7 @@ struct ControllerCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    let log = stderrLog
     let opened = try storeFlags.selection.open()
     let namespace =
       storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"

@@ -114,7 +114,7 @@ struct ManifestTests {
 
   /// The framework's own pods: non-root, no privilege escalation, read-only root, no capabilities,
   /// a memory limit; each Deployment with more than one replica has a disruption budget.
-  @Test(arguments: ["registry/registry.yaml", "controller/controller.yaml"])
+  @Test(arguments: ["registry/registry.yaml", "controller/controller.yaml", "config/config.yaml", "admin/admin.yaml"])
   func theControlPlaneRunsUnprivileged(_ file: String) throws {
     let docs = try documents(file)
     let deployment = try #require(docs.first { $0["kind"] as? String == "Deployment" })
@@ -127,6 +127,42 @@ struct ManifestTests {
     #expect(sc["allowPrivilegeEscalation"] as? Bool == false && sc["readOnlyRootFilesystem"] as? Bool == true)
     #expect((sc["capabilities"] as? [String: Any])?["drop"] as? [String] == ["ALL"])
     #expect(((container["resources"] as? [String: Any])?["limits"] as? [String: Any])?["memory"] != nil)
-    #expect(docs.contains { $0["kind"] as? String == "PodDisruptionBudget" })
+    let replicas = (deployment["spec"] as? [String: Any])?["replicas"] as? Int ?? 1
+    #expect(docs.contains { $0["kind"] as? String == "PodDisruptionBudget" } == (replicas > 1))
+  }
+
+  func granted(_ file: String) throws -> Set<String> {
+    let role = try #require(try documents(file).first { $0["kind"] as? String == "Role" })
+    var out: Set<String> = []
+    for rule in role["rules"] as? [[String: Any]] ?? [] {
+      for group in rule["apiGroups"] as? [String] ?? [] {
+        for resource in rule["resources"] as? [String] ?? [] {
+          for verb in rule["verbs"] as? [String] ?? [] { out.insert("\(verb) \(group)/\(resource)") }
+        }
+      }
+    }
+    return out
+  }
+
+  /// ConfigObj: its TConfig informer and the pods informer (a caller's address → its pod).
+  @Test func theConfigRoleGrantsWhatItUsesAndNothingElse() throws {
+    let needed: Set<String> = ["list /pods", "watch /pods", "list k8s.tars.io/tconfigs", "watch k8s.tars.io/tconfigs"]
+    let role = try granted("config/rbac.yaml")
+    #expect(role == needed, "extra: \(role.subtracting(needed)), missing: \(needed.subtracting(role))")
+  }
+
+  /// The admin API: TServer and pod informers; ManifestApplier's get/create/update of the three
+  /// kinds it applies, its template and config listing, the config history's deactivate and
+  /// trim; scale (a merge patch) and delete of TServers; the event list.
+  @Test func theAdminRoleGrantsWhatItUsesAndNothingElse() throws {
+    var needed: Set<String> = [
+      "list /pods", "watch /pods", "list /events", "watch k8s.tars.io/tservers", "patch k8s.tars.io/tservers",
+      "delete k8s.tars.io/tservers", "delete k8s.tars.io/tconfigs",
+    ]
+    for kind in ["tservers", "ttemplates", "tconfigs"] {
+      for verb in ["get", "list", "create", "update"] { needed.insert("\(verb) k8s.tars.io/\(kind)") }
+    }
+    let role = try granted("admin/rbac.yaml")
+    #expect(role == needed, "extra: \(role.subtracting(needed)), missing: \(needed.subtracting(role))")
   }
 }

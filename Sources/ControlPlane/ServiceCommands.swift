@@ -1,0 +1,156 @@
+import ArgumentParser
+import Foundation
+import NIOPosix
+import TarsAdmin
+import TarsAuth
+import TarsConfigService
+import TarsControlPlaneCore
+import TarsKube
+import TarsNIO
+import TarsNotifyService
+import TarsProtocol
+
+/// The pods of Tars servers (what ConfigObj and the admin API look at).
+let tarsPods = LabelSelector([.exists("tars.io/ServerApp"), .exists("tars.io/ServerName")])
+
+/// The log line every subcommand writes to stderr.
+let stderrLog: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+
+struct ConfigCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "config",
+    abstract: "ConfigObj: the TConfig files servers load (loadConfig, addConfig), per server and per pod.",
+    discussion: """
+      Files come from the namespace's active TConfigs; a pod-level file (podSeq) is found from the
+      caller's address among the Tars pods. The registry names it tars.tarsconfig.ConfigObj.
+      Example: tars-controlplane config --kubeconfig ~/.kube/config --namespace tars
+      """)
+
+  @OptionGroup var storeFlags: StoreFlags
+  @Option(help: "Address to listen on.") var bind = "0.0.0.0"
+  @Option(name: .customLong("config-port"), help: "ConfigObj port.") var port = 17892
+
+  func run() async throws {
+    let opened = try storeFlags.selection.open()
+    let namespace =
+      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+    let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: tarsPods)
+    let config = ConfigService(store: opened.store, namespace: namespace, pods: pods)
+    let tasks = [Task { await pods.run() }, Task { await config.run() }]
+    let server: TarsNIOServer
+    do {
+      server = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: bind, port: port, timeout: 60_000),
+        servants: ["tars.tarsconfig.ConfigObj": config], group: MultiThreadedEventLoopGroup.singleton)
+    } catch let error as ListenError {
+      for t in tasks { t.cancel() }
+      await opened.close()
+      throw StartError(message: "cannot start: \(error.withFlags(["ConfigObj": "--config-port"], address: "--bind"))")
+    }
+    stderrLog("config: namespace \(namespace) on \(opened.description); ConfigObj \(bind):\(server.port)")
+    let signal = await waitForTermination()
+    stderrLog("config: stopping (signal \(signal))")
+    try? await server.close()
+    for t in tasks { t.cancel() }
+    await opened.close()
+  }
+}
+
+struct AdminCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "admin",
+    abstract: "The admin API tarsctl talks to, and NotifyObj, where servers and tarsnodes report.",
+    discussion: """
+      Every request needs the bearer token in --token-file; commands reach each pod's NodeObj
+      signed with the secret in --node-secret-file (the Secret every tarsnode mounts). The
+      notifications tarsctl lists are the ones this process received.
+      Example: tars-controlplane admin --kubeconfig ~/.kube/config --token-file token --node-secret-file secret
+      """)
+
+  @OptionGroup var storeFlags: StoreFlags
+  @Option(help: "Address to listen on.") var bind = "0.0.0.0"
+  @Option(name: .customLong("admin-port"), help: "Admin API port.") var adminPort = 17880
+  @Option(name: .customLong("notify-port"), help: "NotifyObj port.") var notifyPort = 17893
+  @Option(name: .customLong("token-file"), help: "The admin token (readable by its owner and group only).")
+  var tokenFile = "/etc/tars/admin-token/token"
+  @Option(name: .customLong("node-secret-file"), help: "The NodeObj secret, as every tarsnode has it.")
+  var nodeSecretFile = "/etc/tars/node-secret/secret"
+  @Option(name: .customLong("max-replicas"), help: "The most replicas apply and scale accept.")
+  var maxReplicas = 1000
+
+  static let listenFlags = ["admin API": "--admin-port", "NotifyObj": "--notify-port"]
+
+  /// The token, refused when others may read it or when it is too short to be a secret.
+  static func token(_ path: String) throws -> String {
+    var info = stat()
+    guard stat(path, &info) == 0, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+      throw StartError(
+        message: "cannot read the admin token \(path): mount the Secret tars-admin-token or pass --token-file")
+    }
+    guard info.st_mode & 0o004 == 0 else {
+      throw StartError(message: "the admin token \(path) is readable by anyone: give it mode 0440 or stricter")
+    }
+    let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard token.count >= 16 else {
+      throw StartError(message: "the admin token in \(path) is shorter than 16 characters: use a random one")
+    }
+    return token
+  }
+
+  func validate() throws {
+    guard (0...100_000).contains(maxReplicas) else {
+      throw ValidationError("--max-replicas must be 0...100000, not \(maxReplicas)")
+    }
+  }
+
+  func run() async throws {
+    let token = try Self.token(tokenFile)
+    let nodeAuth: NodeCallAuth
+    do {
+      nodeAuth = try NodeCallAuth(secretFile: nodeSecretFile)
+    } catch {
+      throw StartError(message: "cannot use the NodeObj secret \(nodeSecretFile): \(error) (--node-secret-file)")
+    }
+    let opened = try storeFlags.selection.open()
+    let namespace =
+      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+    let group = MultiThreadedEventLoopGroup.singleton
+    let tservers = Informer(store: opened.store, resource: .tservers, namespace: namespace)
+    let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: tarsPods)
+    let tasks = [Task { await tservers.run() }, Task { await pods.run() }]
+    let notify = NotifyService()
+    let nodeClient = TarsNIOClient(group: group)
+    var deps = AdminServer.Dependencies(
+      store: opened.store, namespace: namespace, tservers: tservers, pods: pods, notify: notify, nodeAuth: nodeAuth,
+      nodeClient: nodeClient)
+    deps.maxReplicas = maxReplicas
+    deps.logs = { _, _, _, _, _ in nil }
+    var notifyServer: TarsNIOServer?
+    let admin: AdminServer
+    do {
+      notifyServer = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: bind, port: notifyPort, timeout: 60_000),
+        servants: ["tars.tarsnotify.NotifyObj": notify], group: group)
+      admin = try await AdminServer.start(host: bind, port: adminPort, token: token, dependencies: deps, log: stderrLog)
+    } catch {
+      try? await notifyServer?.close()
+      for t in tasks { t.cancel() }
+      await nodeClient.close()
+      await opened.close()
+      if let error = error as? ListenError {
+        throw StartError(message: "cannot start: \(error.withFlags(Self.listenFlags, address: "--bind"))")
+      }
+      throw StartError(message: "cannot start: \(error)")
+    }
+    stderrLog(
+      "admin: namespace \(namespace) on \(opened.description); admin API \(bind):\(admin.port), NotifyObj \(bind):\(notifyServer?.port ?? notifyPort)"
+    )
+    let signal = await waitForTermination()
+    stderrLog("admin: stopping (signal \(signal))")
+    await admin.stop()
+    try? await notifyServer?.close()
+    for t in tasks { t.cancel() }
+    await nodeClient.close()
+    await opened.close()
+  }
+}
