@@ -210,7 +210,7 @@ let package = Package(
       name: "TarsOneMachineTests",
       dependencies: [
         "TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport",
-        "TarsLocalRuntime",
+        "TarsLocalRuntime", "TarsOneMachine", .product(name: "Yams", package: "Yams"),
       ],
       swiftSettings: strict),
     .testTarget(

@@ -1,8 +1,11 @@
 import Foundation
 import TarsEmbeddedStore
 import TarsKube
+import TarsOneMachine
 import TarsProtocol
+import TarsTestSupport
 import Testing
+import Yams
 
 @testable import TarsLocalRuntime
 
@@ -131,5 +134,18 @@ struct LocalLaunchTests {
     } catch {
       #expect(error.message == message)
     }
+  }
+}
+
+/// A cluster's servers start from the same template as one-machine mode's.
+@Suite("The default template")
+struct DefaultTemplateTests {
+  @Test func deployHasTheTemplateUpCreates() throws {
+    let url = Fixtures.repositoryRoot.appendingPathComponent("deploy/framework/tars.default.yaml")
+    let doc = try #require(try Yams.load(yaml: String(contentsOf: url, encoding: .utf8)) as? [String: Any])
+    let spec = try #require(doc["spec"] as? [String: Any])
+    #expect(spec["content"] as? String == TarsOneMachine.OneMachine.defaultTemplate)
+    #expect(spec["parent"] as? String == "tars.default")
+    #expect((doc["metadata"] as? [String: Any])?["name"] as? String == "tars.default")
   }
 }
