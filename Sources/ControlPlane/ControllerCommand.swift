@@ -41,6 +41,9 @@ struct ControllerCommand: AsyncParsableCommand {
   @Option(help: "Seconds tarsnode gets to stop a server (the pod gets 5 more).")
   var grace = 25
 
+  @Option(help: "Seconds a terminating pod keeps serving before its stop (its preStop hook; 0: none).")
+  var drain = 10
+
   @Option(help: "Reconciles run at once.")
   var workers = 2
 
@@ -60,6 +63,7 @@ struct ControllerCommand: AsyncParsableCommand {
 
   func validate() throws {
     guard (1...3600).contains(grace) else { throw ValidationError("--grace must be 1...3600 seconds, not \(grace)") }
+    guard (0...3600).contains(drain) else { throw ValidationError("--drain must be 0...3600 seconds, not \(drain)") }
     guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1...64, not \(workers)") }
     guard resync >= 1 else { throw ValidationError("--resync must be at least 1 second, not \(resync)") }
     guard !nodeImage.trimmingCharacters(in: .whitespaces).isEmpty else {
@@ -79,6 +83,7 @@ struct ControllerCommand: AsyncParsableCommand {
     workload.locator = locator
     workload.notify = notify
     workload.graceSeconds = grace
+    workload.drainSeconds = drain
     var c = Controller.Configuration(namespace: namespace, workload: workload)
     c.workers = workers
     c.resyncSeconds = resync

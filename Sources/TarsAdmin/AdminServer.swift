@@ -195,6 +195,21 @@ struct AdminRoutes: Sendable {
       }
       return try await fanOut(try server(context), action: "notify", command: body.command)
     }
+    g.post("pods/:pod/drain") { request, context in
+      let body = try await request.decode(as: DrainRequest.self, context: context)
+      let name = try context.parameters.require("pod")
+      guard d.pods.object(namespace: d.namespace, name: name) != nil else {
+        throw HTTPError(.notFound, message: "no pod \(name): tarsctl pods lists them")
+      }
+      let value: JSONValue = body.drained ? .string(kubeTimestamp()) : .null
+      _ = try await storeCall {
+        try await d.store.patch(
+          .pods, namespace: d.namespace, name: name,
+          .merge(.object([("metadata", .object([("annotations", .object([(Pod.drainedAnnotation, value)]))]))])),
+          status: false)
+      }
+      return ApplyRow(kind: "Pod", name: name, action: body.drained ? "drained" : "undrained")
+    }
     g.post("servers/:id/scale") { request, context in
       let body = try await request.decode(as: ScaleRequest.self, context: context)
       let most = d.maxReplicas ?? Int(Int32.max)

@@ -152,6 +152,12 @@ public struct NotifyRequest: Codable, Sendable {
   public init(command: String) { self.command = command }
 }
 
+/// `POST /pods/{pod}/drain`: out of (true) or back into (false) the registry's active endpoints.
+public struct DrainRequest: Codable, Sendable {
+  public var drained: Bool
+  public init(drained: Bool) { self.drained = drained }
+}
+
 public struct ScaleRequest: Codable, Sendable {
   public var replicas: Int
   public init(replicas: Int) { self.replicas = replicas }

@@ -111,7 +111,7 @@ extension Workloads {
       if let name, !name.isEmpty, !secrets.contains(name) { secrets.append(name) }
     }
     if !secrets.isEmpty { spec.append(("imagePullSecrets", .array(secrets.map { .object([("name", .string($0))]) }))) }
-    spec.append(("terminationGracePeriodSeconds", .integer(Int64(o.graceSeconds + 5))))
+    spec.append(("terminationGracePeriodSeconds", .integer(Int64(o.drainSeconds + o.graceSeconds + 5))))
     spec.append(("restartPolicy", .string("Always")))
     spec.append(
       (
@@ -145,6 +145,12 @@ extension Workloads {
       if !words.isEmpty { args += ["--"] + words }
     }
     c.append(("args", .array(args.map { .string($0) })))
+    if o.drainSeconds > 0 {
+      let drain: JSONValue = .array(
+        [tarsnodeDirectory + "/tarsnode", "--drain", String(o.drainSeconds)].map { .string($0) })
+      let exec: JSONValue = .object([("exec", .object([("command", drain)]))])
+      c.append(("lifecycle", .object([("preStop", exec)])))
+    }
     var env: [JSONValue] = [
       field("PodName", "metadata.name"), field("PodIP", "status.podIP"), field("Namespace", "metadata.namespace"),
       field("ServerApp", "metadata.labels['\(appLabel)']"), field("ServerName", "metadata.labels['\(serverLabel)']"),

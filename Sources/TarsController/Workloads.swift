@@ -16,6 +16,10 @@ public struct WorkloadOptions: Sendable {
   /// tarsnode's `--grace`; the pod gets five seconds more, so tarsnode always finishes its stop
   /// sequence (AdminObj.shutdown, SIGTERM, SIGKILL) before the kubelet kills it.
   public var graceSeconds = 25
+  /// How long a terminating pod keeps serving before its stop: the preStop hook
+  /// (`tarsnode --drain`) waits while clients drop the endpoint the registry no longer lists
+  /// as active. 0: no hook. Cover the clients' `refresh-endpoint-interval` for a lossless roll.
+  public var drainSeconds = 10
 
   public init(nodeImage: String) { self.nodeImage = nodeImage }
 }

@@ -260,6 +260,26 @@ struct Scale: AsyncParsableCommand {
   }
 }
 
+struct Drain: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Take a pod out of the registry's active endpoints, its server left running (--undo: back in).",
+    discussion: """
+      Clients stop getting the pod's endpoints at their next refresh; calls in flight finish. A
+      deleted or replaced pod is drained by its preStop hook without this.
+      """)
+  @Argument(help: "The pod (tarsctl pods lists them).") var pod: String
+  @Flag(help: "Put the pod back among the active endpoints.") var undo = false
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let row = try await admin.run { c throws(AdminClientError) in
+      try await c.post("/pods/\(escape(pod))/drain", DrainRequest(drained: !undo), as: ApplyRow.self)
+    }
+    if admin.json { return admin.printJSON(row) }
+    print("pod/\(row.name) \(row.action)")
+  }
+}
+
 struct Delete: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Delete a server: its pods stop gracefully and their directories are removed.")

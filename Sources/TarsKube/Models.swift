@@ -56,6 +56,10 @@ public struct Pod: KubeModel {
   public var nodeName: String? { string(["spec", "nodeName"]) }
   public var hostNetwork: Bool { bool(["spec", "hostNetwork"]) ?? false }
   public var isTerminating: Bool { object.deletionTimestamp != nil }
+  /// Taken out of the registry's active endpoints by hand (`tarsctl drain POD`), its server
+  /// left running: the annotation `tars.io/drained` is set.
+  public var isDrained: Bool { object.annotations[Self.drainedAnnotation] != nil }
+  public static let drainedAnnotation = "tars.io/drained"
   /// tarsnode reported the server Active/Active: the `tars.io/active` readiness gate is True.
   public var isTarsActive: Bool { object.condition("tars.io/active")?["status"]?.stringValue == "True" }
   public var conditions: [Condition] { object.status?["conditions"]?.arrayValue?.map(Condition.init) ?? [] }

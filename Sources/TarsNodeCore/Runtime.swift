@@ -30,6 +30,7 @@ public final class NodeRuntime {
     let arguments = Array(CommandLine.arguments.dropFirst())
     if arguments.count == 2 && arguments[0] == "--resolve" { return resolve(arguments[1]) }
     if arguments.count == 2 && arguments[0] == "--install" { return install(into: arguments[1]) }
+    if arguments.count == 2 && arguments[0] == "--drain" { return drain(arguments[1]) }
     let environment = currentEnvironment()
     let settings: NodeSettings
     do {
@@ -70,6 +71,22 @@ public final class NodeRuntime {
       printError("tarsnode: cannot install into \(directory): \(error)")
       return 1
     }
+  }
+
+  /// `tarsnode --drain SECONDS`: the server container's preStop hook. A terminating pod is no
+  /// longer among the registry's active endpoints, but clients keep the endpoints they fetched
+  /// until their next refresh; waiting here, while the server still serves, lets them move on
+  /// before the kubelet sends tarsnode the stop (so a rolling release loses no calls).
+  static func drain(_ text: String) -> Int32 {
+    guard let seconds = Int(text), (0...3600).contains(seconds) else {
+      printError("tarsnode: --drain takes the seconds to wait, 0...3600, not '\(text)'")
+      return 2
+    }
+    print("tarsnode: draining for \(seconds) s: the registry lists this pod inactive; clients move on")
+    var left = timespec(tv_sec: seconds, tv_nsec: 0)
+    var rest = timespec()
+    while nanosleep(&left, &rest) != 0 && errno == EINTR { left = rest }
+    return 0
   }
 
   /// `tarsnode --resolve HOST`: how this container resolves a name (/etc/hosts, then the

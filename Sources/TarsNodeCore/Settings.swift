@@ -127,6 +127,7 @@ public struct NodeSettings: Sendable {
            tarsnode [options] --server-type not-tars -- COMMAND [ARGS]   a not-tars server, argv exactly
            tarsnode --resolve HOST               print the address this container finds for HOST
            tarsnode --install DIR                copy tarsnode to DIR/tarsnode (the node image's init container)
+           tarsnode --drain SECONDS              wait while clients leave a terminating pod (its preStop hook)
 
     identity (default: the environment variable named)
       --app APP                ServerApp

@@ -159,6 +159,8 @@ public final class OneMachine: Sendable {
       workload.locator = lc.locator
       workload.notify = lc.notify
       workload.graceSeconds = lc.graceSeconds
+      // The local runtime runs no preStop hooks: it stops a pod's tarsnode at once.
+      workload.drainSeconds = 0
       let controller = Controller(
         store: store, configuration: Controller.Configuration(namespace: o.namespace, workload: workload), log: log)
       let controllerTask = Task { await controller.run() }

@@ -86,9 +86,9 @@ public struct PodView: Sendable, Equatable {
     self.server = server
     let hostNetwork = o.spec?["hostNetwork"]?.boolValue ?? false
     ip = (hostNetwork ? o.status?["hostIP"]?.stringValue : o.status?["podIP"]?.stringValue) ?? ""
-    // Active: tarsnode reported Active/Active (condition tars.io/active True) and the pod is
-    // not being deleted.
-    active = Pod(o).isTarsActive && o.deletionTimestamp == nil
+    // Active: tarsnode reported Active/Active (condition tars.io/active True), the pod is not
+    // being deleted (its preStop hook drains it) and nobody drained it by hand.
+    active = Pod(o).isTarsActive && o.deletionTimestamp == nil && !Pod(o).isDrained
   }
 }
 

@@ -106,7 +106,10 @@ struct WorkloadTests {
       pod.at("spec.imagePullSecrets")?.arrayValue?.compactMap { $0["name"]?.stringValue } == [
         "pull-secret", "node-pull",
       ])
-    #expect(pod.int("spec.terminationGracePeriodSeconds") == 30)
+    #expect(pod.int("spec.terminationGracePeriodSeconds") == 40, "drain 10 + tarsnode's grace 25 + 5")
+    #expect(
+      pod.at("spec.containers.0.lifecycle.preStop.exec.command")?.arrayValue?.compactMap(\.stringValue)
+        == ["/usr/local/app/tars/tarsnode-bin/tarsnode", "--drain", "10"])
 
     // Node pools: framework nodes of the namespace, the TServer's own requirement, the app pool.
     let required = pod.at(

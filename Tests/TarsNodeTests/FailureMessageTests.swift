@@ -183,4 +183,15 @@ struct InstallTests {
     let refused = try Tool.run("tarsnode", ["--install", "/proc/nope"])
     #expect(refused.status == 1 && refused.stderr.contains("cannot install into /proc/nope"), "\(refused.stderr)")
   }
+
+  /// The preStop hook: waits the seconds asked, then lets the kubelet stop the pod.
+  @Test func drainWaitsTheSecondsAskedAndRefusesNonsense() throws {
+    let start = ContinuousClock.now
+    let out = try Tool.run("tarsnode", ["--drain", "1"])
+    let took = ContinuousClock.now - start
+    #expect(out.status == 0 && out.stdout.contains("draining for 1 s"), "\(out)")
+    #expect(took >= .seconds(1) && took < .seconds(10), "\(took)")
+    let bad = try Tool.run("tarsnode", ["--drain", "soon"])
+    #expect(bad.status == 2 && bad.stderr.contains("--drain takes the seconds to wait, 0...3600, not 'soon'"))
+  }
 }

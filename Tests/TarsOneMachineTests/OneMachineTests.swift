@@ -286,6 +286,17 @@ struct OneMachineTests {
     #expect(started.count == 2 && started.allSatisfy(\.ok))
     #expect(waitFor { try m.endpoints(hello) == (2, 0) }, "started again")
 
+    // drain → out of the active endpoints with its server still running; --undo → back.
+    let pids = try m.pods("Test.HelloServer").map(\.pid)
+    let drained = try m.tarsctl(["drain", "test-helloserver-0"])
+    #expect(drained.status == 0 && drained.stdout.contains("pod/test-helloserver-0 drained"), "\(drained)")
+    #expect(waitFor { try m.endpoints(hello) == (1, 1) }, "a drained pod is listed inactive")
+    #expect(try m.pods("Test.HelloServer").map(\.pid) == pids, "its process keeps running")
+    #expect(try m.tarsctl(["drain", "--undo", "test-helloserver-0"]).status == 0)
+    #expect(waitFor { try m.endpoints(hello) == (2, 0) }, "undrained")
+    let unknown = try m.tarsctl(["drain", "test-helloserver-9"])
+    #expect(unknown.status != 0 && unknown.stderr.contains("no pod test-helloserver-9"), "\(unknown)")
+
     // scale to 3 → 3 endpoints; delete → gone, directories too.
     #expect(try m.tarsctl(["scale", "Test.HelloServer", "3"]).status == 0)
     #expect(waitFor { try m.endpoints(hello) == (3, 0) }, "three active endpoints")

@@ -153,10 +153,12 @@ struct ManifestTests {
 
   /// The admin API: TServer and pod informers; ManifestApplier's get/create/update of the three
   /// kinds it applies, its template and config listing, the config history's deactivate and
-  /// trim; scale (a merge patch) and delete of TServers; the event list.
+  /// trim; scale (a merge patch) and delete of TServers; the drain annotation on pods; the
+  /// event list.
   @Test func theAdminRoleGrantsWhatItUsesAndNothingElse() throws {
     var needed: Set<String> = [
-      "list /pods", "watch /pods", "list /events", "watch k8s.tars.io/tservers", "patch k8s.tars.io/tservers",
+      "list /pods", "watch /pods", "patch /pods", "list /events", "watch k8s.tars.io/tservers",
+      "patch k8s.tars.io/tservers",
       "delete k8s.tars.io/tservers", "delete k8s.tars.io/tconfigs",
     ]
     for kind in ["tservers", "ttemplates", "tconfigs"] {
