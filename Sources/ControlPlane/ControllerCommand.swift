@@ -57,6 +57,13 @@ struct ControllerCommand: AsyncParsableCommand {
   var metricsPort = 9465
 
   @Flag(
+    name: .customLong("node-labels"),
+    help:
+      "Keep the aggregate label tars.io/node on nodes labelled tars.io/node.<namespace> (cluster-wide: deploy/controller/nodes.yaml)."
+  )
+  var nodeLabels = false
+
+  @Flag(
     name: .customLong("leader-elect"), inversion: .prefixedNo,
     help: "Take turns with other replicas through the Lease tars-controller (a replica that stops hands over at once).")
   var leaderElect = true
@@ -87,6 +94,7 @@ struct ControllerCommand: AsyncParsableCommand {
     var c = Controller.Configuration(namespace: namespace, workload: workload)
     c.workers = workers
     c.resyncSeconds = resync
+    c.manageNodeLabels = nodeLabels
     let controller = Controller(store: opened.store, configuration: c, log: log)
     let environment = ProcessInfo.processInfo.environment
     let identity = environment["PodName"] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"

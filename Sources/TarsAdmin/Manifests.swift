@@ -195,8 +195,7 @@ extension ManifestApplier {
         }
         if !sibling.activated || config.activated { inactive.append(sibling) }
       }
-      let byAge = inactive.sorted { (Int64($0.object.resourceVersion) ?? 0) < (Int64($1.object.resourceVersion) ?? 0) }
-      for old in byAge.dropLast(Self.configHistory) {
+      for old in TConfig.beyondHistory(inactive, keep: Self.configHistory) {
         try? await store.delete(.tconfigs, namespace: namespace, name: old.object.name)
       }
       // "created" is for a file new to this server; a new version of one is "configured".

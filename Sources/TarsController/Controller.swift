@@ -12,6 +12,9 @@ public final class Controller: Sendable {
     public var workload: WorkloadOptions
     public var workers = 2
     public var resyncSeconds = 300
+    /// Keep the aggregate node label `tars.io/node` (cluster-wide: needs nodes get, list, watch
+    /// and patch).
+    public var manageNodeLabels = false
     public init(namespace: String, workload: WorkloadOptions) {
       self.namespace = namespace
       self.workload = workload
@@ -29,7 +32,7 @@ public final class Controller: Sendable {
   public let configuration: Configuration
   let store: any ObjectStore
   let reconciler: Reconciler
-  let queue = WorkQueue()
+  let queue: WorkQueue
   let counters = Mutex(Counters())
   let log: @Sendable (String) -> Void
   let informers: [Informer]
@@ -38,8 +41,8 @@ public final class Controller: Sendable {
     self.store = store
     self.configuration = configuration
     self.log = log
-    reconciler = Reconciler(store: store, options: configuration.workload)
-    let queue = self.queue
+    let queue = WorkQueue()
+    self.queue = queue
     let enqueue: @Sendable (String?, String) -> Void = { namespace, name in
       Task { await queue.add("\(namespace ?? "")/\(name)") }
     }
@@ -53,7 +56,21 @@ public final class Controller: Sendable {
         Task { await queue.add(key) }
       }
     }
-    informers = [
+    // The TFrameworkConfig's defaults (the node image, the config history) are read from this
+    // cache on every pass; a change queues every TServer of its namespace and the history trim.
+    let frameworkConfigs = Informer(
+      store: store, resource: .tframeworkconfigs, namespace: configuration.namespace,
+      onObject: { namespace, name in
+        guard name == WorkloadOptions.frameworkConfigName else { return }
+        for (key, o) in tservers.objects where o.namespace == namespace { Task { await queue.add(key) } }
+        Task { await queue.add("\(namespace ?? "")/\(Controller.configsKey)") }  // a lower history limit
+      })
+    reconciler = Reconciler(
+      store: store, options: configuration.workload,
+      frameworkConfig: { namespace in
+        frameworkConfigs.object(namespace: namespace, name: WorkloadOptions.frameworkConfigName)
+      })
+    var all = [
       tservers,
       Informer(
         store: store, resource: .ttemplates, namespace: configuration.namespace, onObject: templateChanged),
@@ -63,8 +80,26 @@ public final class Controller: Sendable {
         store: store, resource: .daemonSets, namespace: configuration.namespace, selector: owned, onObject: enqueue),
       Informer(
         store: store, resource: .services, namespace: configuration.namespace, selector: owned, onObject: enqueue),
+      frameworkConfigs,
+      // A changed TConfig (a new version) queues the namespace's history trim.
+      Informer(
+        store: store, resource: .tconfigs, namespace: configuration.namespace,
+        onObject: { namespace, _ in Task { await queue.add("\(namespace ?? "")/\(Controller.configsKey)") } }),
     ]
+    if configuration.manageNodeLabels {
+      all.append(
+        Informer(
+          store: store, resource: .nodes, namespace: nil,
+          onObject: { _, name in Task { await queue.add("\(Controller.nodesKey)/\(name)") } }))
+    }
+    informers = all
   }
+
+  /// The queue key (in place of a TServer's name, which cannot start with "!") of a
+  /// namespace's TConfig history trim.
+  static let configsKey = "!tconfigs"
+  /// The queue key's namespace part for a node (no namespace starts with "!").
+  static let nodesKey = "!nodes"
 
   public var snapshot: Counters { counters.withLock { $0 } }
   /// The TServers the controller sees (the admin API of `up` reads the same cache).
@@ -129,6 +164,30 @@ public final class Controller: Sendable {
         return UInt64(d.components.seconds) * 1_000_000_000 + UInt64(d.components.attoseconds / 1_000_000_000)
       }
       do {
+        if namespace == Self.nodesKey {
+          let wrote = try await reconciler.reconcileNode(name: name)
+          counters.withLock {
+            $0.reconciles += 1
+            $0.writes += wrote ? 1 : 0
+            $0.reconcileNanoseconds += took()
+          }
+          if wrote {
+            log("controller: node \(name): label \(Reconciler.nodeLabel) set to match its tars.io/node.* labels")
+          }
+          await queue.done(key, failed: false)
+          continue
+        }
+        if name == Self.configsKey {
+          let trimmed = try await reconciler.trimConfigs(namespace: namespace)
+          counters.withLock {
+            $0.reconciles += 1
+            $0.writes += trimmed
+            $0.reconcileNanoseconds += took()
+          }
+          if trimmed > 0 { log("controller: \(namespace): deleted \(trimmed) TConfig version(s) beyond the history") }
+          await queue.done(key, failed: false)
+          continue
+        }
         let report = try await reconciler.reconcile(namespace: namespace, name: name)
         counters.withLock {
           $0.reconciles += 1

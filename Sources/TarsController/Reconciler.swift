@@ -29,10 +29,37 @@ public struct Reconciler: Sendable {
 
   let store: any ObjectStore
   let options: WorkloadOptions
+  /// The TFrameworkConfig `tars-framework` of a namespace, if there is one (the controller's
+  /// cache): its defaults go over `options`.
+  let frameworkConfig: @Sendable (_ namespace: String) -> KubeObject?
 
-  public init(store: any ObjectStore, options: WorkloadOptions) {
+  public init(
+    store: any ObjectStore, options: WorkloadOptions,
+    frameworkConfig: @escaping @Sendable (_ namespace: String) -> KubeObject? = { _ in nil }
+  ) {
     self.store = store
     self.options = options
+    self.frameworkConfig = frameworkConfig
+  }
+
+  /// Inactive TConfig versions kept per file when the TFrameworkConfig sets no
+  /// `recordLimit.tconfigHistory` (the admin API keeps as many when it applies a new version).
+  public static let configHistory = 10
+
+  /// Deletes the inactive TConfig versions of the namespace beyond the history limit. Returns
+  /// how many went.
+  public func trimConfigs(namespace: String) async throws(StoreError) -> Int {
+    let limit = frameworkConfig(namespace)?.json[path: ["recordLimit", "tconfigHistory"]]?.intValue
+    let keep = max(0, Int(limit ?? Int64(Self.configHistory)))
+    let all = try await store.list(.tconfigs, namespace: namespace, options: ListOptions()).items.map(TConfig.init)
+    var deleted = 0
+    for old in TConfig.beyondHistory(all, keep: keep) {
+      do {
+        try await store.delete(.tconfigs, namespace: namespace, name: old.object.name)
+        deleted += 1
+      } catch  where error.code == 404 {}
+    }
+    return deleted
   }
 
   /// Brings the workloads of TServer `namespace/name` to what it decides, and its status to
@@ -58,6 +85,7 @@ public struct Reconciler: Sendable {
     var problem = try await check(tserver)
     var desired: [KubeObject] = []
     if problem == nil {
+      let options = options.with(framework: frameworkConfig(namespace))
       do { desired = try Workloads.desired(tserver, options: options) } catch { problem = error }
     }
     if let problem {

@@ -22,6 +22,22 @@ public struct WorkloadOptions: Sendable {
   public var drainSeconds = 10
 
   public init(nodeImage: String) { self.nodeImage = nodeImage }
+
+  /// The name of the TFrameworkConfig whose defaults a namespace's workloads take.
+  public static let frameworkConfigName = "tars-framework"
+
+  /// These options under a TFrameworkConfig's defaults, as K8SFramework's webhook filled them in:
+  /// `nodeImage.image` and `nodeImage.secret` go over the flags (a release's own `nodeImage`
+  /// still goes over both).
+  public func with(framework config: KubeObject?) -> WorkloadOptions {
+    guard let config else { return self }
+    var out = self
+    if let image = config.json[path: ["nodeImage", "image"]]?.stringValue, !image.isEmpty { out.nodeImage = image }
+    if let secret = config.json[path: ["nodeImage", "secret"]]?.stringValue, !secret.isEmpty {
+      out.nodeImagePullSecret = secret
+    }
+    return out
+  }
 }
 
 /// A TServer that cannot be turned into a workload, with what to change.

@@ -183,4 +183,21 @@ public struct TConfig: KubeModel {
   public var configContent: String { string(["configContent"]) ?? "" }
   public var version: String { string(["version"]) ?? "" }
   public var activated: Bool { bool(["activated"]) ?? false }
+
+  /// The inactive versions of each file (app, server, podSeq, configName) beyond its newest
+  /// `keep`, oldest first: what a history limit deletes (the admin API after applying a new
+  /// version; the controller by TFrameworkConfig `recordLimit.tconfigHistory`). Activated
+  /// versions are never among them.
+  public static func beyondHistory(_ configs: [TConfig], keep: Int) -> [TConfig] {
+    var files: [[String]: [TConfig]] = [:]
+    for c in configs where !c.activated { files[[c.app, c.server, c.podSeq, c.configName], default: []].append(c) }
+    var out: [TConfig] = []
+    for key in files.keys.sorted(by: { $0.joined(separator: "\u{0}") < $1.joined(separator: "\u{0}") }) {
+      let byAge = files[key]!.sorted {
+        (Int64($0.object.resourceVersion) ?? 0) < (Int64($1.object.resourceVersion) ?? 0)
+      }
+      out += byAge.dropLast(max(0, keep))
+    }
+    return out
+  }
 }

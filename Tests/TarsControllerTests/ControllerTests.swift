@@ -123,6 +123,92 @@ struct ControllerTests {
   }
 }
 
+/// What the TFrameworkConfig `tars-framework` decides, as K8SFramework's webhook and TConfig
+/// controller applied it: the node image and its pull secret, and how many inactive versions of
+/// each config file are kept.
+@Suite("The TFrameworkConfig's defaults", .serialized)
+struct FrameworkConfigTests {
+  func tconfig(_ name: String, activated: Bool) -> KubeObject {
+    KubeObject(
+      .object([
+        ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TConfig")),
+        ("metadata", .object([("name", .string(name)), ("namespace", .string("tars"))])),
+        ("app", .string("Test")), ("server", .string("HelloServer")), ("configName", .string("hello.conf")),
+        ("configContent", .string(name)), ("activated", .bool(activated)),
+      ]))
+  }
+
+  func inactive(_ store: EmbeddedStore) async throws -> [String] {
+    try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.map(TConfig.init)
+      .filter { !$0.activated }.map(\.object.name).sorted()
+  }
+
+  @Test func theNodeImageAndTheConfigHistoryComeFromIt() async throws {
+    let store = try EmbeddedStore(path: nil)
+    try await seed(store)
+    var c = Controller.Configuration(namespace: "tars", workload: options)
+    c.resyncSeconds = 3600
+    let controller = Controller(store: store, configuration: c, log: { _ in })
+    let task = Task { await controller.run() }
+    defer { task.cancel() }
+    var o = try tserver(ReconcilerTests.spec)
+    o.json.set(["metadata", "uid"], nil)
+    _ = try await store.create(.tservers, o)
+    func initImage() async -> String? {
+      try? await store.get(.statefulSets, namespace: "tars", name: "test-helloserver").spec?[
+        path: ["template", "spec", "initContainers"]]?.arrayValue?.first?["image"]?.stringValue
+    }
+    #expect(await eventually { await initImage() == "registry.local/tars/node:1" }, "the flag's, without one")
+
+    // Twelve inactive versions and the active one: the default history keeps ten.
+    for i in 0..<12 { _ = try await store.create(.tconfigs, tconfig("hello-v\(i)", activated: false)) }
+    _ = try await store.create(.tconfigs, tconfig("hello-now", activated: true))
+    #expect(await eventually { try await inactive(store).count == 10 })
+    let kept = try await inactive(store)
+    #expect(!kept.contains("hello-v0") && !kept.contains("hello-v1"), "oldest first")
+
+    let framework = KubeObject(
+      .object([
+        ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TFrameworkConfig")),
+        ("metadata", .object([("name", .string("tars-framework")), ("namespace", .string("tars"))])),
+        ("nodeImage", .object([("image", .string("fw.local/tars/node:2")), ("secret", .string("fw-pull"))])),
+        ("recordLimit", .object([("tconfigHistory", .integer(3))])),
+      ]))
+    _ = try await store.create(.tframeworkconfigs, framework)
+    #expect(await eventually { await initImage() == "fw.local/tars/node:2" }, "a change queues every TServer")
+    let pullSecrets = try await store.get(.statefulSets, namespace: "tars", name: "test-helloserver").spec?[
+      path: ["template", "spec", "imagePullSecrets"]]?.arrayValue?.compactMap { $0["name"]?.stringValue }
+    #expect(pullSecrets == ["fw-pull"])
+    _ = try await store.create(.tconfigs, tconfig("hello-v12", activated: false))
+    #expect(await eventually { try await inactive(store) == ["hello-v10", "hello-v11", "hello-v12"] })
+    #expect(try await store.get(.tconfigs, namespace: "tars", name: "hello-now").json["activated"] == .bool(true))
+  }
+}
+
+@Suite("The aggregate node label")
+struct NodeLabelTests {
+  @Test func aNodeGivenToSomeNamespaceCarriesTarsNodeAndLosesItAfter() async throws {
+    let store = try EmbeddedStore(path: nil)
+    try await seed(store)
+    var c = Controller.Configuration(namespace: "tars", workload: options)
+    c.manageNodeLabels = true
+    let controller = Controller(store: store, configuration: c, log: { _ in })
+    let task = Task { await controller.run() }
+    defer { task.cancel() }
+    func label(_ name: String) async -> String? {
+      (try? await store.get(.nodes, namespace: nil, name: name))?.labels["tars.io/node"]
+    }
+    _ = try await store.create(.nodes, KubeObject(.nodes, namespace: nil, name: "a", labels: ["tars.io/node.tars": ""]))
+    _ = try await store.create(.nodes, KubeObject(.nodes, namespace: nil, name: "b", labels: ["disk": "ssd"]))
+    #expect(await eventually { await label("a") == "" })
+    var a = try await store.get(.nodes, namespace: nil, name: "a")
+    a.labels = ["tars.io/node": ""]
+    _ = try await store.update(.nodes, a, status: false)
+    #expect(await eventually { await label("a") == nil }, "no tars.io/node.<ns> left")
+    #expect(await label("b") == nil, "never given to Tars")
+  }
+}
+
 @Suite("tars-controlplane controller, the executable")
 struct ControllerExecutableTests {
   @Test func reconcilesAStoreFileAndStopsOnSIGTERM() async throws {

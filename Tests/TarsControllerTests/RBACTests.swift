@@ -15,13 +15,19 @@ import Yams
 /// nothing uses — fails here instead of in a cluster.
 @Suite("The controller's RBAC", .serialized)
 struct RBACTests {
+  func documents(_ file: String) throws -> [[String: Any]] {
+    let url = Fixtures.repositoryRoot.appendingPathComponent("deploy/controller/\(file)")
+    return try Yams.load_all(yaml: String(contentsOf: url, encoding: .utf8)).compactMap { $0 as? [String: Any] }
+  }
+
+  /// The Role's grants and (for --node-labels, in nodes.yaml) the ClusterRole's.
   func granted() throws -> Set<String> {
-    let url = Fixtures.repositoryRoot.appendingPathComponent("deploy/controller/rbac.yaml")
-    let docs = try Yams.load_all(yaml: String(contentsOf: url, encoding: .utf8)).compactMap { $0 as? [String: Any] }
-    #expect(!docs.contains { $0["kind"] as? String == "ClusterRole" }, "namespaced only")
+    let docs = try documents("rbac.yaml")
+    #expect(!docs.contains { $0["kind"] as? String == "ClusterRole" }, "namespaced, but for nodes.yaml")
     let role = try #require(docs.first { $0["kind"] as? String == "Role" })
+    let nodes = try #require(try documents("nodes.yaml").first { $0["kind"] as? String == "ClusterRole" })
     var out: Set<String> = []
-    for rule in role["rules"] as? [[String: Any]] ?? [] {
+    for rule in (role["rules"] as? [[String: Any]] ?? []) + (nodes["rules"] as? [[String: Any]] ?? []) {
       for group in rule["apiGroups"] as? [String] ?? [] {
         for resource in rule["resources"] as? [String] ?? [] {
           for verb in rule["verbs"] as? [String] ?? [] { out.insert("\(verb) \(group)/\(resource)") }
@@ -38,6 +44,7 @@ struct RBACTests {
     let observed = ObservedStore(store) { verb, resource in used.withLock { _ = $0.insert("\(verb) \(resource)") } }
     var c = Controller.Configuration(namespace: "tars", workload: options)
     c.resyncSeconds = 1
+    c.manageNodeLabels = true
     let controller = Controller(store: observed, configuration: c, log: { _ in })
     var timing = LeaderElector.Timing()
     timing.retry = .milliseconds(100)
@@ -97,6 +104,32 @@ struct RBACTests {
     #expect(await eventually { await condition("test-broken") == "InvalidSpec" })
     #expect(await eventually { await condition("test-waiting") == "TemplateMissing" })
     #expect(await eventually { await condition("test-foreign") == "NotOwned" })
+    // The TFrameworkConfig's history limit: the controller deletes the oldest inactive version.
+    _ = try await store.create(
+      .tframeworkconfigs,
+      KubeObject(
+        .object([
+          ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TFrameworkConfig")),
+          ("metadata", .object([("name", .string("tars-framework")), ("namespace", .string("tars"))])),
+          ("recordLimit", .object([("tconfigHistory", .integer(1))])),
+        ])))
+    for name in ["hello-a", "hello-b"] {
+      _ = try await store.create(
+        .tconfigs,
+        KubeObject(
+          .object([
+            ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TConfig")),
+            ("metadata", .object([("name", .string(name)), ("namespace", .string("tars"))])),
+            ("app", .string("Test")), ("server", .string("HelloServer")), ("configName", .string("h.conf")),
+            ("configContent", .string(name)), ("activated", .bool(false)),
+          ])))
+    }
+    #expect(
+      await eventually { try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.count == 1 })
+    // A node given to the namespace gets the aggregate label.
+    _ = try await store.create(
+      .nodes, KubeObject(.nodes, namespace: nil, name: "n1", labels: ["tars.io/node.tars": ""]))
+    #expect(await eventually { try await store.get(.nodes, namespace: nil, name: "n1").labels["tars.io/node"] == "" })
     try await store.delete(.tservers, namespace: "tars", name: "test-helloserver")
     #expect(await eventually { !(await exists(.daemonSets, "test-helloserver")) })
     task.cancel()
