@@ -61,7 +61,9 @@ struct AdminCommand: AsyncParsableCommand {
     commandName: "admin",
     abstract: "The admin API tarsctl talks to, and NotifyObj, where servers and tarsnodes report.",
     discussion: """
-      Every request needs the bearer token in --token-file; commands reach each pod's NodeObj
+      Every request needs a bearer token of --token-file, whose role allows it (viewer: reads;
+      operator: commands, scale, drain; admin: apply, delete); every change is logged with who
+      made it. Commands reach each pod's NodeObj
       signed with the secret in --node-secret-file (the Secret every tarsnode mounts). The
       notifications tarsctl lists are the ones this process received.
       Example: tars-controlplane admin --kubeconfig ~/.kube/config --token-file token --node-secret-file secret
@@ -71,7 +73,9 @@ struct AdminCommand: AsyncParsableCommand {
   @Option(help: "Address to listen on.") var bind = "0.0.0.0"
   @Option(name: .customLong("admin-port"), help: "Admin API port.") var adminPort = 17880
   @Option(name: .customLong("notify-port"), help: "NotifyObj port.") var notifyPort = 17893
-  @Option(name: .customLong("token-file"), help: "The admin token (readable by its owner and group only).")
+  @Option(
+    name: .customLong("token-file"),
+    help: "The tokens, a line each: TOKEN ROLE NAME, ROLE viewer, operator or admin (a bare TOKEN: an admin).")
   var tokenFile = "/etc/tars/admin-token/token"
   @Option(name: .customLong("node-secret-file"), help: "The NodeObj secret, as every tarsnode has it.")
   var nodeSecretFile = "/etc/tars/node-secret/secret"
@@ -80,8 +84,9 @@ struct AdminCommand: AsyncParsableCommand {
 
   static let listenFlags = ["admin API": "--admin-port", "NotifyObj": "--notify-port"]
 
-  /// The token, refused when others may read it or when it is too short to be a secret.
-  static func token(_ path: String) throws -> String {
+  /// The tokens (`TOKEN ROLE NAME` lines, or one bare admin token), refused when others may
+  /// read the file or a token is too short to be a secret.
+  static func tokens(_ path: String) throws -> AdminTokens {
     var info = stat()
     guard stat(path, &info) == 0, let text = try? String(contentsOfFile: path, encoding: .utf8) else {
       throw StartError(
@@ -90,11 +95,11 @@ struct AdminCommand: AsyncParsableCommand {
     guard info.st_mode & 0o004 == 0 else {
       throw StartError(message: "the admin token \(path) is readable by anyone: give it mode 0440 or stricter")
     }
-    let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard token.count >= 16 else {
-      throw StartError(message: "the admin token in \(path) is shorter than 16 characters: use a random one")
+    do {
+      return try AdminTokens(file: text)
+    } catch {
+      throw StartError(message: "the admin tokens in \(path): \(error)")
     }
-    return token
   }
 
   func validate() throws {
@@ -104,7 +109,7 @@ struct AdminCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let token = try Self.token(tokenFile)
+    let tokens = try Self.tokens(tokenFile)
     let nodeAuth: NodeCallAuth
     do {
       nodeAuth = try NodeCallAuth(secretFile: nodeSecretFile)
@@ -131,7 +136,8 @@ struct AdminCommand: AsyncParsableCommand {
       notifyServer = try await TarsNIOServer.start(
         endpoint: TarsEndpoint(host: bind, port: notifyPort, timeout: 60_000),
         servants: ["tars.tarsnotify.NotifyObj": notify], group: group)
-      admin = try await AdminServer.start(host: bind, port: adminPort, token: token, dependencies: deps, log: stderrLog)
+      admin = try await AdminServer.start(
+        host: bind, port: adminPort, tokens: tokens, dependencies: deps, log: stderrLog)
     } catch {
       try? await notifyServer?.close()
       for t in tasks { t.cancel() }

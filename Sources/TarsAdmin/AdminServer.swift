@@ -68,10 +68,11 @@ public final class AdminServer: Sendable {
 
   /// Binds `host:port` (0: any free port) and serves until `stop()`.
   public static func start(
-    host: String, port: Int, token: String, dependencies d: Dependencies, log: @escaping @Sendable (String) -> Void
+    host: String, port: Int, tokens: AdminTokens, dependencies d: Dependencies,
+    log: @escaping @Sendable (String) -> Void
   ) async throws -> AdminServer {
     let router = Router()
-    router.add(middleware: BearerTokenMiddleware(token: token))
+    router.add(middleware: AccessMiddleware(tokens: tokens, audit: log))
     AdminRoutes(d: d).register(on: router.group(RouterPath(AdminAPI.prefix)))
     var logger = Logger(label: "tars.admin")
     logger.logLevel = .warning
@@ -152,29 +153,6 @@ public struct AdminStartError: Error, Sendable, CustomStringConvertible {
   }
 
   public var description: String { message }
-}
-
-/// 401 unless `Authorization: Bearer <token>` carries the token (compared in constant time).
-struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
-  let token: [UInt8]
-
-  init(token: String) { self.token = Array(token.utf8) }
-
-  func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
-    -> Response
-  {
-    let header = request.headers[.authorization] ?? ""
-    let given = header.hasPrefix("Bearer ") ? Array(header.dropFirst(7).utf8) : []
-    var difference = given.count == token.count ? 0 : 1
-    for (i, b) in token.enumerated() { difference |= Int(b ^ (i < given.count ? given[i] : 0)) }
-    guard difference == 0, !token.isEmpty else {
-      var error = HTTPError(
-        .unauthorized, message: "a bearer token is required: the one in the control plane's admin.token file")
-      error.headers[.wwwAuthenticate] = "Bearer"
-      throw error
-    }
-    return try await next(request, context)
-  }
 }
 
 struct AdminRoutes: Sendable {

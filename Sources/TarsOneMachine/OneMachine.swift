@@ -181,7 +181,8 @@ public final class OneMachine: Sendable {
       }
       let admin: AdminServer
       do {
-        admin = try await AdminServer.start(host: o.host, port: o.adminPort, token: token, dependencies: deps, log: log)
+        admin = try await AdminServer.start(
+          host: o.host, port: o.adminPort, tokens: AdminTokens(admin: token), dependencies: deps, log: log)
       } catch {
         controllerTask.cancel()
         await registry.stop()

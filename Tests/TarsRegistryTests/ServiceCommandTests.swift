@@ -76,18 +76,50 @@ struct ServiceCommandTests {
     try "0123456789abcdef0123456789abcdef\n".write(toFile: token, atomically: true, encoding: .utf8)
     chmod(token, 0o440)
     try String(repeating: "ab", count: 32).write(toFile: dir.file("secret"), atomically: true, encoding: .utf8)
+    // Three people, three roles.
+    let (alice, viewer, op) = (dir.file("alice"), dir.file("viewer"), dir.file("operator"))
+    try "0123456789abcdef0123456789abcdef\n".write(toFile: alice, atomically: true, encoding: .utf8)
+    try "viewer-token-0123456789\n".write(toFile: viewer, atomically: true, encoding: .utf8)
+    try "operator-token-012345678\n".write(toFile: op, atomically: true, encoding: .utf8)
+    try """
+    # TOKEN ROLE NAME
+    0123456789abcdef0123456789abcdef admin alice
+    viewer-token-0123456789 viewer victor
+    operator-token-012345678 operator olga
+    """.write(toFile: token, atomically: true, encoding: .utf8)
+    chmod(token, 0o440)
     let (admin, notify) = (freePort(), freePort())
     let (p, err) = try start([
       "admin", "--store", path, "--bind", "127.0.0.1", "--admin-port", "\(admin)", "--notify-port", "\(notify)",
       "--token-file", token, "--node-secret-file", dir.file("secret"),
     ])
     defer { if p.isRunning { p.terminate() } }
-    let flags = ["--admin", "http://127.0.0.1:\(admin)", "--token-file", token]
+    let flags = ["--admin", "http://127.0.0.1:\(admin)", "--token-file", alice]
     #expect(
       await eventually(30) {
         let r = try Tool.run("tarsctl", ["servers"] + flags)
         return r.status == 0 && r.stdout.contains("Test.HelloServer")
       })
+    let asViewer = ["--admin", "http://127.0.0.1:\(admin)", "--token-file", viewer]
+    let asOperator = ["--admin", "http://127.0.0.1:\(admin)", "--token-file", op]
+    #expect(try Tool.run("tarsctl", ["servers"] + asViewer).status == 0, "a viewer reads")
+    let refusedScale = try Tool.run("tarsctl", ["scale", "Test.HelloServer", "2"] + asViewer)
+    #expect(
+      refusedScale.status != 0
+        && refusedScale.stderr.contains(
+          "victor's token is a viewer's; POST /api/v1/servers/Test.HelloServer/scale needs operator"),
+      "\(refusedScale)")
+    #expect(try Tool.run("tarsctl", ["scale", "Test.HelloServer", "2"] + asOperator).status == 0, "an operator scales")
+    let manifest = dir.file("m.yaml")
+    try """
+    apiVersion: k8s.tars.io/v1beta3
+    kind: TTemplate
+    metadata: {name: tars.extra}
+    spec: {content: "<tars></tars>", parent: tars.extra}
+    """.write(toFile: manifest, atomically: true, encoding: .utf8)
+    let refusedApply = try Tool.run("tarsctl", ["apply", "-f", manifest] + asOperator)
+    #expect(refusedApply.status != 0 && refusedApply.stderr.contains("needs admin"), "\(refusedApply)")
+    #expect(try Tool.run("tarsctl", ["apply", "-f", manifest] + flags).status == 0, "an admin applies")
     let wrong = dir.file("wrong")
     try "ffffffffffffffffffffffffffffffff".write(toFile: wrong, atomically: true, encoding: .utf8)
     let refused = try Tool.run("tarsctl", ["servers", "--admin", "http://127.0.0.1:\(admin)", "--token-file", wrong])
@@ -105,6 +137,16 @@ struct ServiceCommandTests {
       })
     let log = try await stop(p, err)
     #expect(log.contains("admin: namespace tars on embedded store"), "\(log)")
+    // Every change, and every refusal, with who.
+    for line in [
+      "admin: audit: victor (viewer) POST /api/v1/servers/Test.HelloServer/scale: refused, needs operator",
+      "admin: audit: olga (operator) POST /api/v1/servers/Test.HelloServer/scale: 200",
+      "admin: audit: olga (operator) POST /api/v1/apply: refused, needs admin",
+      "admin: audit: alice (admin) POST /api/v1/apply: 200",
+    ] {
+      #expect(log.contains(line), "\(line) in \(log)")
+    }
+    #expect(!log.contains("audit: victor (viewer) GET"), "reads are not recorded")
   }
 
   /// What the admin service refuses to start with, each naming what to change.
@@ -121,7 +163,13 @@ struct ServiceCommandTests {
     try "short".write(toFile: token, atomically: true, encoding: .utf8)
     chmod(token, 0o400)
     let short = try Tool.run("tars-controlplane", base + ["--token-file", token])
-    #expect(short.status != 0 && short.stderr.contains("shorter than 16 characters"), "\(short)")
+    #expect(short.status != 0 && short.stderr.contains("line 1: a token shorter than 16 characters"), "\(short)")
+    try "0123456789abcdef0123 superuser bob".write(toFile: token, atomically: true, encoding: .utf8)
+    chmod(token, 0o400)
+    let role = try Tool.run("tars-controlplane", base + ["--token-file", token])
+    #expect(
+      role.status != 0 && role.stderr.contains("line 1: write TOKEN ROLE NAME, ROLE one of viewer, operator, admin"),
+      "\(role)")
     try String(repeating: "t", count: 32).write(toFile: token, atomically: true, encoding: .utf8)
     chmod(token, 0o400)
     let noSecret = try Tool.run("tars-controlplane", base + ["--token-file", token])

@@ -1,0 +1,120 @@
+import Hummingbird
+
+/// What a token may do. Each role includes the ones before it.
+public enum AdminRole: String, Sendable, Comparable, CaseIterable {
+  /// Reads: servers, pods, events, notifications, logs.
+  case viewer
+  /// Commands to pods (start, stop, restart, notify, drain) and scale.
+  case `operator`
+  /// Changes to what is declared: apply and delete.
+  case admin
+
+  public static func < (a: AdminRole, b: AdminRole) -> Bool {
+    allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+  }
+
+  /// The role a request needs: reads are the viewer's; apply and delete the admin's; every
+  /// other change (a command, scale, drain) the operator's.
+  static func needed(method: HTTPRequest.Method, path: String) -> AdminRole {
+    if method == .get || method == .head { return .viewer }
+    if method == .delete || path.hasSuffix("/apply") { return .admin }
+    return .operator
+  }
+}
+
+/// The tokens the admin API accepts, each with its role and the name calls are recorded under.
+/// A file holds one per line: `TOKEN ROLE NAME` (or a bare `TOKEN`, an admin named "admin", as
+/// the one-machine mode writes it); `#` starts a comment.
+public struct AdminTokens: Sendable {
+  public struct Entry: Sendable {
+    var token: [UInt8]
+    public var role: AdminRole
+    public var name: String
+  }
+
+  public var entries: [Entry]
+
+  /// One admin token (the one-machine mode's).
+  public init(admin token: String) { entries = [Entry(token: Array(token.utf8), role: .admin, name: "admin")] }
+
+  /// Parses a token file; the error names the line and what to change.
+  public init(file text: String) throws(AdminTokenError) {
+    entries = []
+    for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+      let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
+      if words.isEmpty { continue }
+      guard words[0].count >= 16 else {
+        throw AdminTokenError("line \(number + 1): a token shorter than 16 characters: use a random one")
+      }
+      var entry = Entry(token: Array(words[0].utf8), role: .admin, name: "admin")
+      if words.count > 1 {
+        guard let role = AdminRole(rawValue: words[1]), words.count == 3 else {
+          throw AdminTokenError("line \(number + 1): write TOKEN ROLE NAME, ROLE one of viewer, operator, admin")
+        }
+        entry.role = role
+        entry.name = words[2]
+      }
+      guard !entries.contains(where: { $0.token == entry.token }) else {
+        throw AdminTokenError("line \(number + 1): the same token twice")
+      }
+      entries.append(entry)
+    }
+    guard !entries.isEmpty else { throw AdminTokenError("no token in the file: write TOKEN ROLE NAME lines") }
+  }
+
+  /// The entry whose token `given` is, comparing against every token in constant time.
+  func match(_ given: [UInt8]) -> Entry? {
+    var found: Entry?
+    for entry in entries {
+      var difference = given.count == entry.token.count ? 0 : 1
+      for (i, b) in entry.token.enumerated() { difference |= Int(b ^ (i < given.count ? given[i] : 0)) }
+      if difference == 0 { found = entry }
+    }
+    return found
+  }
+}
+
+public struct AdminTokenError: Error, Sendable, CustomStringConvertible {
+  public var description: String
+  init(_ description: String) { self.description = description }
+}
+
+/// 401 unless `Authorization: Bearer <token>` carries a known token; 403 when its role is below
+/// what the call needs. Every call that changes something is recorded with who made it and how
+/// it ended.
+struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
+  let tokens: AdminTokens
+  let audit: @Sendable (String) -> Void
+
+  func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+    -> Response
+  {
+    let header = request.headers[.authorization] ?? ""
+    let given = header.hasPrefix("Bearer ") ? Array(header.dropFirst(7).utf8) : []
+    guard !given.isEmpty, let who = tokens.match(given) else {
+      var error = HTTPError(
+        .unauthorized, message: "a bearer token is required: the one in the control plane's admin.token file")
+      error.headers[.wwwAuthenticate] = "Bearer"
+      throw error
+    }
+    let path = request.uri.path
+    let needed = AdminRole.needed(method: request.method, path: path)
+    let what = "\(request.method) \(path)"
+    guard who.role >= needed else {
+      audit("admin: audit: \(who.name) (\(who.role.rawValue)) \(what): refused, needs \(needed.rawValue)")
+      throw HTTPError(
+        .forbidden, message: "\(who.name)'s token is a \(who.role.rawValue)'s; \(what) needs \(needed.rawValue)")
+    }
+    guard needed > .viewer else { return try await next(request, context) }
+    do {
+      let response = try await next(request, context)
+      audit("admin: audit: \(who.name) (\(who.role.rawValue)) \(what): \(response.status.code)")
+      return response
+    } catch {
+      let status = (error as? HTTPResponseError)?.status.code ?? 500
+      audit("admin: audit: \(who.name) (\(who.role.rawValue)) \(what): \(status) \(error)")
+      throw error
+    }
+  }
+}
