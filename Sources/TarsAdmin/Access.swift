@@ -14,10 +14,12 @@ public enum AdminRole: String, Sendable, Comparable, CaseIterable {
   }
 
   /// The role a request needs: reads are the viewer's; apply and delete the admin's; every
-  /// other change (a command, scale, drain) the operator's.
+  /// other change (a command, scale, drain) the operator's. The path is judged by its
+  /// components, as the router matches it (`/apply/` and `//apply` reach the apply route too).
   static func needed(method: HTTPRequest.Method, path: String) -> AdminRole {
     if method == .get || method == .head { return .viewer }
-    if method == .delete || path.hasSuffix("/apply") { return .admin }
+    let route = path.split(separator: "?", maxSplits: 1).first?.split(separator: "/") ?? []
+    if method == .delete || route.last == "apply" { return .admin }
     return .operator
   }
 }

@@ -156,16 +156,13 @@ public struct ManifestApplier: Sendable {
 }
 
 extension ManifestApplier {
-  /// How many superseded versions of a config file are kept (K8SFramework's
-  /// `recordLimit.tconfigHistory` does the same trimming).
-  static let configHistory = 10
-
   /// A TConfig's content is immutable (the CRD says so), so a changed file is a new version: an
   /// object named after the manifest's and its content. When the manifest's is activated its
   /// siblings (same app, server, podSeq and file) are deactivated after it is written — the
   /// config service serves the newest activated one, so servers never see the file missing.
-  /// Applying an earlier content again re-activates its version; the oldest inactive versions
-  /// beyond `configHistory` are deleted.
+  /// Applying an earlier content again re-activates its version. Old versions are the
+  /// controller's to trim (TFrameworkConfig `recordLimit.tconfigHistory`), on a cluster and in
+  /// `up` alike.
   func writeConfig(_ object: KubeObject) async -> ApplyRow {
     let config = TConfig(object)
     do {
@@ -181,7 +178,6 @@ extension ManifestApplier {
       let written = await write(.tconfigs, target)
       guard written.problems.isEmpty else { return written.named(object.name) }
       var deactivated = false
-      var inactive: [TConfig] = []
       var siblings = 0
       for var sibling in all
       where sibling.object.name != target.name && sibling.app == config.app && sibling.server == config.server
@@ -193,10 +189,6 @@ extension ManifestApplier {
           _ = try await store.update(.tconfigs, sibling.object, status: false)
           deactivated = true
         }
-        if !sibling.activated || config.activated { inactive.append(sibling) }
-      }
-      for old in TConfig.beyondHistory(inactive, keep: Self.configHistory) {
-        try? await store.delete(.tconfigs, namespace: namespace, name: old.object.name)
       }
       // "created" is for a file new to this server; a new version of one is "configured".
       var row = written.named(object.name)

@@ -36,6 +36,9 @@ public final class Controller: Sendable {
   let counters = Mutex(Counters())
   let log: @Sendable (String) -> Void
   let informers: [Informer]
+  /// The nodes informer (with `manageNodeLabels`), kept apart: without its ClusterRole it never
+  /// syncs, and that must stop node labels only, not every TServer.
+  let nodes: Informer?
 
   public init(store: any ObjectStore, configuration: Configuration, log: @escaping @Sendable (String) -> Void) {
     self.store = store
@@ -70,7 +73,7 @@ public final class Controller: Sendable {
       frameworkConfig: { namespace in
         frameworkConfigs.object(namespace: namespace, name: WorkloadOptions.frameworkConfigName)
       })
-    var all = [
+    informers = [
       tservers,
       Informer(
         store: store, resource: .ttemplates, namespace: configuration.namespace, onObject: templateChanged),
@@ -86,13 +89,11 @@ public final class Controller: Sendable {
         store: store, resource: .tconfigs, namespace: configuration.namespace,
         onObject: { namespace, _ in Task { await queue.add("\(namespace ?? "")/\(Controller.configsKey)") } }),
     ]
-    if configuration.manageNodeLabels {
-      all.append(
-        Informer(
-          store: store, resource: .nodes, namespace: nil,
-          onObject: { _, name in Task { await queue.add("\(Controller.nodesKey)/\(name)") } }))
-    }
-    informers = all
+    nodes =
+      configuration.manageNodeLabels
+      ? Informer(
+        store: store, resource: .nodes, namespace: nil,
+        onObject: { _, name in Task { await queue.add("\(Controller.nodesKey)/\(name)") } }) : nil
   }
 
   /// The queue key (in place of a TServer's name, which cannot start with "!") of a
@@ -130,7 +131,7 @@ public final class Controller: Sendable {
   /// Runs until the task is cancelled; then the workers finish the key in hand and stop.
   public func run() async {
     await withTaskGroup(of: Void.self) { group in
-      for informer in informers { group.addTask { await informer.run() } }
+      for informer in informers + (nodes.map { [$0] } ?? []) { group.addTask { await informer.run() } }
       group.addTask { await self.resync() }
       for _ in 0..<max(1, configuration.workers) { group.addTask { await self.work() } }
       group.addTask {
@@ -154,9 +155,11 @@ public final class Controller: Sendable {
   func work() async {
     while let key = await queue.next() {
       // Reconcile only on complete caches: a key queued from a half-loaded list waits.
-      while !hasSynced && !Task.isCancelled { try? await Task.sleep(for: .milliseconds(20)) }
       let slash = key.firstIndex(of: "/") ?? key.startIndex
       let namespace = String(key[..<slash])
+      while !(namespace == Self.nodesKey ? nodes?.hasSynced ?? true : hasSynced) && !Task.isCancelled {
+        try? await Task.sleep(for: .milliseconds(20))
+      }
       let name = String(key[key.index(after: slash)...])
       let started = ContinuousClock.now
       func took() -> UInt64 {

@@ -12,8 +12,9 @@ import TarsProtocol
 public final class LeaderElector: Sendable {
   /// The defaults hand over within 15 s of a leader's death: another replica waits out
   /// `leaseDuration` from the last renewal it saw (at most `retry` late) and looks every `retry`,
-  /// 10 + 2 + 2 s at worst; a leader that cannot renew for `renewDeadline` has stopped its work
-  /// 3 s before anyone may start.
+  /// 10 + 2 + 2 s at worst. A leader steps down once `renewDeadline` has passed since its last
+  /// renewal — a hanging renewal is cut off there — so it has stopped its work before anyone may
+  /// start (by up to `retry` later, plus the reconcile in hand).
   public struct Timing: Sendable {
     public var leaseDuration: Duration = .seconds(10)
     public var renewDeadline: Duration = .seconds(7)
@@ -57,9 +58,14 @@ public final class LeaderElector: Sendable {
         while !Task.isCancelled {
           try? await Task.sleep(for: timing.retry)
           if Task.isCancelled { break }
-          if await tryAcquireOrRenew(&observed) {
-            lastRenew = .now
-          } else if ContinuousClock.now - lastRenew > timing.renewDeadline {
+          // A renewal that hangs (a stalled connection) must not outlast the deadline: another
+          // replica may take the lease `leaseDuration` after the last renewal it saw.
+          let left = timing.renewDeadline - (ContinuousClock.now - lastRenew)
+          if left > .zero, let renewed = await renew(observed, within: left) {
+            observed = renewed.observed
+            if renewed.held { lastRenew = .now }
+          }
+          if ContinuousClock.now - lastRenew > timing.renewDeadline {
             log("leader: \(identity) could not renew \(namespace)/\(name) in time: stepping down")
             break
           }
@@ -76,6 +82,28 @@ public final class LeaderElector: Sendable {
       } else {
         try? await Task.sleep(for: timing.retry)
       }
+    }
+  }
+
+  /// One attempt to renew, given up after `limit` (nil then): the request is cancelled.
+  func renew(_ observed: (resourceVersion: String, at: ContinuousClock.Instant)?, within limit: Duration) async
+    -> (held: Bool, observed: (resourceVersion: String, at: ContinuousClock.Instant)?)?
+  {
+    await withTaskGroup(
+      of: (held: Bool, observed: (resourceVersion: String, at: ContinuousClock.Instant)?)?.self
+    ) { group in
+      group.addTask {
+        var seen = observed
+        let held = await self.tryAcquireOrRenew(&seen)
+        return (held, seen)
+      }
+      group.addTask {
+        try? await Task.sleep(for: limit)
+        return nil
+      }
+      let first = await group.next() ?? nil
+      group.cancelAll()
+      return first
     }
   }
 

@@ -43,7 +43,7 @@ public struct Reconciler: Sendable {
   }
 
   /// Inactive TConfig versions kept per file when the TFrameworkConfig sets no
-  /// `recordLimit.tconfigHistory` (the admin API keeps as many when it applies a new version).
+  /// `recordLimit.tconfigHistory` (the admin API writes new versions; trimming is this).
   public static let configHistory = 10
 
   /// Deletes the inactive TConfig versions of the namespace beyond the history limit. Returns

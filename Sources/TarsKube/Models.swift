@@ -185,9 +185,8 @@ public struct TConfig: KubeModel {
   public var activated: Bool { bool(["activated"]) ?? false }
 
   /// The inactive versions of each file (app, server, podSeq, configName) beyond its newest
-  /// `keep`, oldest first: what a history limit deletes (the admin API after applying a new
-  /// version; the controller by TFrameworkConfig `recordLimit.tconfigHistory`). Activated
-  /// versions are never among them.
+  /// `keep`, oldest first: what the controller deletes under TFrameworkConfig
+  /// `recordLimit.tconfigHistory`. Activated versions are never among them.
   public static func beyondHistory(_ configs: [TConfig], keep: Int) -> [TConfig] {
     var files: [[String]: [TConfig]] = [:]
     for c in configs where !c.activated { files[[c.app, c.server, c.podSeq, c.configName], default: []].append(c) }

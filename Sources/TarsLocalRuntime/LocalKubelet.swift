@@ -34,6 +34,8 @@ extension LocalRuntime {
       await failStart(name, error.message)
       return
     }
+    // Resolving left the actor (store reads): a shutdown, or another start, may have run since.
+    guard !shuttingDown, processes[name] == nil else { return }
     let image = launch.image
     let dir = podDirectory(name)
     let fm = FileManager.default

@@ -207,6 +207,25 @@ struct NodeLabelTests {
     #expect(await eventually { await label("a") == nil }, "no tars.io/node.<ns> left")
     #expect(await label("b") == nil, "never given to Tars")
   }
+
+  /// Without the ClusterRole for nodes, node labels stop; TServers go on.
+  @Test func noPermissionOnNodesStopsOnlyTheNodeLabels() async throws {
+    let store = try EmbeddedStore(path: nil)
+    try await seed(store)
+    let forbidden = ObservedStore(store) { _, resource throws(StoreError) in
+      if resource == "/nodes" { throw StoreError(code: 403, reason: .forbidden, message: "nodes is forbidden") }
+    }
+    var c = Controller.Configuration(namespace: "tars", workload: options)
+    c.manageNodeLabels = true
+    let controller = Controller(store: forbidden, configuration: c, log: { _ in })
+    let task = Task { await controller.run() }
+    defer { task.cancel() }
+    var o = try tserver(ReconcilerTests.spec)
+    o.json.set(["metadata", "uid"], nil)
+    _ = try await store.create(.tservers, o)
+    #expect(
+      await eventually { (try? await store.get(.statefulSets, namespace: "tars", name: "test-helloserver")) != nil })
+  }
 }
 
 @Suite("tars-controlplane controller, the executable")

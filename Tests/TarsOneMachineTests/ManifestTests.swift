@@ -134,12 +134,24 @@ struct ManifestApplierTests {
     let all = try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items
     #expect(all.map(\.name).sorted() == ["test-helloserver-a.conf", second])
 
-    // History is trimmed: at most `configHistory` inactive versions stay.
-    for i in 0..<(ManifestApplier.configHistory + 3) {
-      #expect(await applier.apply(try config("y=\(i)")).map(\.action) == ["configured"])
-    }
+    // Every version stays (the controller trims the history): one active, the rest inactive.
+    for i in 0..<3 { #expect(await applier.apply(try config("y=\(i)")).map(\.action) == ["configured"]) }
     let kept = try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.map(TConfig.init)
-    #expect(kept.count == ManifestApplier.configHistory + 1)
-    #expect(kept.filter(\.activated).map(\.configContent) == ["y=\(ManifestApplier.configHistory + 2)"])
+    #expect(kept.count == 5)
+    #expect(kept.filter(\.activated).map(\.configContent) == ["y=2"])
+  }
+}
+
+/// The role each admin call needs, judged by the route the router matches.
+@Suite("Admin roles")
+struct AdminRoleTests {
+  @Test func readsCommandsAndChangesNeedTheirRoles() {
+    #expect(AdminRole.needed(method: .get, path: "/api/v1/servers") == .viewer)
+    #expect(AdminRole.needed(method: .post, path: "/api/v1/servers/Test.Hello/scale") == .operator)
+    #expect(AdminRole.needed(method: .post, path: "/api/v1/pods/p-0/drain") == .operator)
+    #expect(AdminRole.needed(method: .post, path: "/api/v1/apply") == .admin)
+    #expect(AdminRole.needed(method: .post, path: "/api/v1/apply/") == .admin, "a trailing slash reaches apply too")
+    #expect(AdminRole.needed(method: .post, path: "//api//v1/apply?x=1") == .admin)
+    #expect(AdminRole.needed(method: .delete, path: "/api/v1/servers/Test.Hello") == .admin)
   }
 }

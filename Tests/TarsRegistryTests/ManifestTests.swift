@@ -152,14 +152,12 @@ struct ManifestTests {
   }
 
   /// The admin API: TServer and pod informers; ManifestApplier's get/create/update of the three
-  /// kinds it applies, its template and config listing, the config history's deactivate and
-  /// trim; scale (a merge patch) and delete of TServers; the drain annotation on pods; the
+  /// kinds it applies, its template and config listing, the config history's deactivate; scale (a merge patch) and delete of TServers; the drain annotation on pods; the
   /// event list.
   @Test func theAdminRoleGrantsWhatItUsesAndNothingElse() throws {
     var needed: Set<String> = [
       "list /pods", "watch /pods", "patch /pods", "list /events", "watch k8s.tars.io/tservers",
-      "patch k8s.tars.io/tservers",
-      "delete k8s.tars.io/tservers", "delete k8s.tars.io/tconfigs",
+      "patch k8s.tars.io/tservers", "delete k8s.tars.io/tservers",
     ]
     for kind in ["tservers", "ttemplates", "tconfigs"] {
       for verb in ["get", "list", "create", "update"] { needed.insert("\(verb) k8s.tars.io/\(kind)") }
