@@ -112,7 +112,35 @@ extension Reconciler {
     let labels = spec[path: ["template", "metadata", "labels"]]?.stringMap ?? [:]
     let currentLabels = currentSpec[path: ["template", "metadata", "labels"]]?.stringMap ?? [:]
     for key in managedLabels where labels[key] == nil && currentLabels[key] != nil { return true }
+    // Inside each container this controller wrote, a member the TServer dropped (its resources,
+    // envFrom, a mount's readOnly) still stored: the subset test cannot see a removal.
+    for key in ["initContainers", "containers"] {
+      let stored = currentPodSpec[key]?.arrayValue ?? []
+      for item in podSpec[key]?.arrayValue ?? [] {
+        guard let name = item["name"]?.stringValue, managedNames(merged, key).contains(name),
+          let old = stored.first(where: { $0["name"]?.stringValue == name })
+        else { continue }
+        if dropped(containerKeys, from: item, stillIn: old) { return true }
+        let mounts = item["volumeMounts"]?.arrayValue ?? []
+        for mount in old["volumeMounts"]?.arrayValue ?? [] {
+          guard let ours = mounts.first(where: { $0["name"] == mount["name"] && $0["mountPath"] == mount["mountPath"] })
+          else { continue }
+          if dropped(mountKeys, from: ours, stillIn: mount) { return true }
+        }
+      }
+    }
     return false
+  }
+
+  /// The members of a container this controller decides (what `Workloads` writes into one).
+  static let containerKeys = [
+    "image", "imagePullPolicy", "command", "args", "lifecycle", "env", "envFrom", "resources", "ports", "volumeMounts",
+  ]
+  static let mountKeys = ["readOnly", "subPath", "subPathExpr", "mountPropagation"]
+
+  /// Whether one of `keys` is absent from `want` but set (not a zero value) in `stored`.
+  static func dropped(_ keys: [String], from want: JSONValue, stillIn stored: JSONValue) -> Bool {
+    keys.contains { want[$0] == nil && !(stored[$0]?.isZero ?? true) }
   }
 }
 

@@ -44,6 +44,25 @@ struct StoredByAPIServerTests {
     #expect(Reconciler.needsWrite(Reconciler.merge(want, into: current), current))
   }
 
+  /// A member dropped inside a container (its resources, envFrom, a mount's readOnly) is a
+  /// change, though what is left is still a subset of what is stored.
+  @Test(arguments: [["k8s", "resources"], ["k8s", "envFrom"], ["k8s", "mounts"]])
+  func aDroppedMemberOfTheContainerStillWrites(_ path: [String]) throws {
+    var tserver = try stored("tserver-test-helloserver")
+    if path.last == "mounts" {
+      // The certs mount loses its readOnly.
+      let mounts = (tserver.spec?[path: ["k8s", "mounts"]]?.arrayValue ?? []).map { m -> JSONValue in
+        m["name"]?.stringValue == "certs" ? m.setting(path: ["readOnly"], nil) : m
+      }
+      tserver.json.set(["spec", "k8s", "mounts"], .array(mounts))
+    } else {
+      tserver.json.set(["spec"] + path, nil)
+    }
+    let current = try stored("statefulset-test-helloserver")
+    let want = try Workloads.desired(tserver, options: options)[0]
+    #expect(Reconciler.needsWrite(Reconciler.merge(want, into: current), current), "\(path)")
+  }
+
   @Test func zeroValuesMatchWhatTheAPIServerLeftOut() throws {
     let ours = try JSONValue(parsing: #"{"name": "a", "readOnly": false, "subPath": "", "items": [], "n": 0}"#)
     #expect(ours.isSubset(of: try JSONValue(parsing: #"{"name": "a"}"#)))
