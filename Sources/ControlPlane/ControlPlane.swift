@@ -18,6 +18,9 @@ struct ControlPlane: AsyncParsableCommand {
     ])
 }
 
+/// The log line every subcommand writes to stderr.
+let stderrLog: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+
 struct StoreFlags: ParsableArguments {
   @Option(name: .customLong("store"), help: "Run on the embedded store kept in this SQLite file (one machine).")
   var store: String?
@@ -34,6 +37,11 @@ struct StoreFlags: ParsableArguments {
   var namespace: String?
 
   var selection: StoreSelection { StoreSelection(embeddedPath: store, kubeconfig: kubeconfig, context: context) }
+
+  /// `--namespace`, else the pod's (`$Namespace`), else the store's context's, else `tars`.
+  func namespace(of opened: StoreSelection.Opened) -> String {
+    namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+  }
 }
 
 struct RegistryCommand: AsyncParsableCommand {
@@ -91,8 +99,7 @@ struct RegistryCommand: AsyncParsableCommand {
       throw ValidationError("--host-style must be ip or dns, not '\(hostStyle)'")
     }
     let opened = try storeFlags.selection.open()
-    let namespace =
-      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+    let namespace = storeFlags.namespace(of: opened)
     var c = RegistryService.Configuration(namespace: namespace)
     c.bindHost = bind
     c.queryPort = queryPort

@@ -81,8 +81,7 @@ struct ControllerCommand: AsyncParsableCommand {
   func run() async throws {
     let log = stderrLog
     let opened = try storeFlags.selection.open()
-    let namespace =
-      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+    let namespace = storeFlags.namespace(of: opened)
     var workload = WorkloadOptions(nodeImage: nodeImage)
     workload.nodeImagePullSecret = nodeImageSecret
     workload.nodeSecretName = nodeSecret

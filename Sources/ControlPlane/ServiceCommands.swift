@@ -10,12 +10,6 @@ import TarsNIO
 import TarsNotifyService
 import TarsProtocol
 
-/// The pods of Tars servers (what ConfigObj and the admin API look at).
-let tarsPods = LabelSelector([.exists("tars.io/ServerApp"), .exists("tars.io/ServerName")])
-
-/// The log line every subcommand writes to stderr.
-let stderrLog: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
-
 struct ConfigCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "config",
@@ -32,9 +26,8 @@ struct ConfigCommand: AsyncParsableCommand {
 
   func run() async throws {
     let opened = try storeFlags.selection.open()
-    let namespace =
-      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
-    let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: tarsPods)
+    let namespace = storeFlags.namespace(of: opened)
+    let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: .tarsServer)
     let config = ConfigService(store: opened.store, namespace: namespace, pods: pods)
     let tasks = [Task { await pods.run() }, Task { await config.run() }]
     let server: TarsNIOServer
@@ -117,11 +110,10 @@ struct AdminCommand: AsyncParsableCommand {
       throw StartError(message: "cannot use the NodeObj secret \(nodeSecretFile): \(error) (--node-secret-file)")
     }
     let opened = try storeFlags.selection.open()
-    let namespace =
-      storeFlags.namespace ?? ProcessInfo.processInfo.environment["Namespace"] ?? opened.namespace ?? "tars"
+    let namespace = storeFlags.namespace(of: opened)
     let group = MultiThreadedEventLoopGroup.singleton
     let tservers = Informer(store: opened.store, resource: .tservers, namespace: namespace)
-    let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: tarsPods)
+    let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: .tarsServer)
     let tasks = [Task { await tservers.run() }, Task { await pods.run() }]
     let notify = NotifyService()
     let nodeClient = TarsNIOClient(group: group)

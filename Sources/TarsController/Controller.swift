@@ -49,7 +49,7 @@ public final class Controller: Sendable {
     let enqueue: @Sendable (String?, String) -> Void = { namespace, name in
       Task { await queue.add("\(namespace ?? "")/\(name)") }
     }
-    let owned = LabelSelector([.exists(Workloads.appLabel), .exists(Workloads.serverLabel)])
+    let owned = LabelSelector.tarsServer
     let tservers = Informer(store: store, resource: .tservers, namespace: configuration.namespace, onObject: enqueue)
     // A template that appears (or changes) queues the TServers naming it: one waiting with
     // TemplateMissing goes on without waiting for the resync.
@@ -167,38 +167,27 @@ public final class Controller: Sendable {
         return UInt64(d.components.seconds) * 1_000_000_000 + UInt64(d.components.attoseconds / 1_000_000_000)
       }
       do {
+        let writes: Int
         if namespace == Self.nodesKey {
           let wrote = try await reconciler.reconcileNode(name: name)
-          counters.withLock {
-            $0.reconciles += 1
-            $0.writes += wrote ? 1 : 0
-            $0.reconcileNanoseconds += took()
-          }
+          writes = wrote ? 1 : 0
           if wrote {
             log("controller: node \(name): label \(Reconciler.nodeLabel) set to match its tars.io/node.* labels")
           }
-          await queue.done(key, failed: false)
-          continue
+        } else if name == Self.configsKey {
+          writes = try await reconciler.trimConfigs(namespace: namespace)
+          if writes > 0 { log("controller: \(namespace): deleted \(writes) TConfig version(s) beyond the history") }
+        } else {
+          let report = try await reconciler.reconcile(namespace: namespace, name: name)
+          writes = report.actions.count
+          for action in report.actions { log("controller: \(key): \(action)") }
+          if let invalid = report.invalid { log("controller: \(key): cannot build its workload: \(invalid)") }
         }
-        if name == Self.configsKey {
-          let trimmed = try await reconciler.trimConfigs(namespace: namespace)
-          counters.withLock {
-            $0.reconciles += 1
-            $0.writes += trimmed
-            $0.reconcileNanoseconds += took()
-          }
-          if trimmed > 0 { log("controller: \(namespace): deleted \(trimmed) TConfig version(s) beyond the history") }
-          await queue.done(key, failed: false)
-          continue
-        }
-        let report = try await reconciler.reconcile(namespace: namespace, name: name)
         counters.withLock {
           $0.reconciles += 1
-          $0.writes += report.actions.count
+          $0.writes += writes
           $0.reconcileNanoseconds += took()
         }
-        for action in report.actions { log("controller: \(key): \(action)") }
-        if let invalid = report.invalid { log("controller: \(key): cannot build its workload: \(invalid)") }
         await queue.done(key, failed: false)
       } catch {
         counters.withLock {

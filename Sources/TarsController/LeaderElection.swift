@@ -22,6 +22,9 @@ public final class LeaderElector: Sendable {
     public init() {}
   }
 
+  /// The lease's resourceVersion and when this replica first saw it (expiry is judged by it).
+  typealias Observed = (resourceVersion: String, at: ContinuousClock.Instant)
+
   let store: any ObjectStore
   let namespace: String
   let name: String
@@ -48,7 +51,7 @@ public final class LeaderElector: Sendable {
   /// and is cancelled when the lease is lost. `release` (the default) gives the lease up on
   /// cancellation.
   public func run(release: Bool = true, _ work: @escaping @Sendable () async -> Void) async {
-    var observed: (resourceVersion: String, at: ContinuousClock.Instant)?
+    var observed: Observed?
     while !Task.isCancelled {
       if await tryAcquireOrRenew(&observed) {
         leading.store(true, ordering: .relaxed)
@@ -86,11 +89,11 @@ public final class LeaderElector: Sendable {
   }
 
   /// One attempt to renew, given up after `limit` (nil then): the request is cancelled.
-  func renew(_ observed: (resourceVersion: String, at: ContinuousClock.Instant)?, within limit: Duration) async
-    -> (held: Bool, observed: (resourceVersion: String, at: ContinuousClock.Instant)?)?
+  func renew(_ observed: Observed?, within limit: Duration) async
+    -> (held: Bool, observed: Observed?)?
   {
     await withTaskGroup(
-      of: (held: Bool, observed: (resourceVersion: String, at: ContinuousClock.Instant)?)?.self
+      of: (held: Bool, observed: Observed?)?.self
     ) { group in
       group.addTask {
         var seen = observed
@@ -109,7 +112,7 @@ public final class LeaderElector: Sendable {
 
   /// One attempt: create the lease, renew ours, or take one whose holder has not renewed for a
   /// lease duration as observed here. Whether this replica holds it now.
-  func tryAcquireOrRenew(_ observed: inout (resourceVersion: String, at: ContinuousClock.Instant)?) async -> Bool {
+  func tryAcquireOrRenew(_ observed: inout Observed?) async -> Bool {
     let now = Self.microTime()
     let current: KubeObject
     do {

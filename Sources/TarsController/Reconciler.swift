@@ -158,11 +158,7 @@ public struct Reconciler: Sendable {
     return report
   }
 
-  static func isOwned(_ o: KubeObject, by uid: String) -> Bool {
-    (o.json[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []).contains {
-      $0["controller"]?.boolValue == true && $0["uid"]?.stringValue == uid
-    }
-  }
+  static func isOwned(_ o: KubeObject, by uid: String) -> Bool { o.ownerUID == uid }
 
   /// Deletes `namespace/name` of `resource` when a TServer controls it (this one, by uid, when
   /// given; any TServer of that name otherwise). Whether it did.

@@ -148,15 +148,7 @@ public enum Workloads {
   /// An object of `resource` named and labelled after the TServer, owned by it.
   static func owned(_ resource: KubeResource, _ s: Spec, _ tserver: KubeObject) -> KubeObject {
     var o = KubeObject(resource, namespace: tserver.namespace, name: s.name, labels: s.selectorLabels)
-    o.json.set(
-      ["metadata", "ownerReferences"],
-      .array([
-        .object([
-          ("apiVersion", .string(KubeResource.tservers.apiVersion)), ("kind", .string("TServer")),
-          ("name", .string(s.name)), ("uid", .string(tserver.uid)), ("controller", .bool(true)),
-          ("blockOwnerDeletion", .bool(true)),
-        ])
-      ]))
+    o.setController(tserver, .tservers)
     return o
   }
 }

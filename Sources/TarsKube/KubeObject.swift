@@ -50,6 +50,23 @@ public struct KubeObject: Sendable, Equatable, CustomStringConvertible {
     set { json.set(["metadata", "annotations"], newValue.isEmpty ? nil : .stringMap(newValue)) }
   }
   public var deletionTimestamp: String? { metadata["deletionTimestamp"]?.stringValue }
+  /// The uid of the object that controls this one (its controller owner reference).
+  public var ownerUID: String? {
+    metadata["ownerReferences"]?.arrayValue?.first { $0["controller"]?.boolValue == true }?["uid"]?.stringValue
+  }
+
+  /// Makes `owner`, an object of `resource`, this one's controller (the only owner reference),
+  /// so deleting it deletes this.
+  public mutating func setController(_ owner: KubeObject, _ resource: KubeResource) {
+    json.set(
+      ["metadata", "ownerReferences"],
+      .array([
+        .object([
+          ("apiVersion", .string(resource.apiVersion)), ("kind", .string(resource.kind)), ("name", .string(owner.name)),
+          ("uid", .string(owner.uid)), ("controller", .bool(true)), ("blockOwnerDeletion", .bool(true)),
+        ])
+      ]))
+  }
   public var spec: JSONValue? { json["spec"] }
   public var status: JSONValue? { json["status"] }
   public var kind: String { json["kind"]?.stringValue ?? "" }

@@ -180,3 +180,9 @@ extension String {
 extension Substring {
   func trimmingBlank() -> String { String(self).trimmingBlank() }
 }
+
+extension LabelSelector {
+  /// What every Tars object of a server carries — its pods, and the workloads and Service the
+  /// controller makes: `tars.io/ServerApp` and `tars.io/ServerName`.
+  public static let tarsServer = LabelSelector([.exists("tars.io/ServerApp"), .exists("tars.io/ServerName")])
+}

@@ -106,8 +106,6 @@ public actor LocalRuntime {
     }
   }
 
-  public static let podSelector = try! LabelSelector(parsing: "tars.io/ServerApp,tars.io/ServerName")
-
   public init(
     store: any ObjectStore, configuration: LocalRuntimeConfiguration, log: @escaping @Sendable (String) -> Void
   ) {
@@ -119,13 +117,13 @@ public actor LocalRuntime {
     wakes = stream
     wake = continuation
     statefulSets = Informer(
-      store: store, resource: .statefulSets, namespace: configuration.namespace, selector: Self.podSelector,
+      store: store, resource: .statefulSets, namespace: configuration.namespace, selector: .tarsServer,
       onChange: { continuation.yield() })
     daemonSets = Informer(
-      store: store, resource: .daemonSets, namespace: configuration.namespace, selector: Self.podSelector,
+      store: store, resource: .daemonSets, namespace: configuration.namespace, selector: .tarsServer,
       onChange: { continuation.yield() })
     pods = Informer(
-      store: store, resource: .pods, namespace: configuration.namespace, selector: Self.podSelector,
+      store: store, resource: .pods, namespace: configuration.namespace, selector: .tarsServer,
       onChange: { continuation.yield() })
   }
 

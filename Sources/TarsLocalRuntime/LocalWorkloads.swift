@@ -24,8 +24,8 @@ struct LocalWorkload {
     replicas = min(max(0, asked), maxReplicas)
   }
 
-  var kind: String { isDaemonSet ? "DaemonSet" : "StatefulSet" }
   var resource: KubeResource { isDaemonSet ? .daemonSets : .statefulSets }
+  var kind: String { resource.kind }
 
   /// A StatefulSet's pods are `<name>-<ordinal>`; this machine is a DaemonSet's only node.
   var podNames: [String] {
@@ -51,14 +51,7 @@ struct LocalWorkload {
     if let annotations = template[path: ["metadata", "annotations"]] {
       pod.json.set(["metadata", "annotations"], annotations)
     }
-    pod.json.set(
-      ["metadata", "ownerReferences"],
-      .array([
-        .object([
-          ("apiVersion", .string(resource.apiVersion)), ("kind", .string(kind)), ("name", .string(object.name)),
-          ("uid", .string(object.uid)), ("controller", .bool(true)), ("blockOwnerDeletion", .bool(true)),
-        ])
-      ]))
+    pod.setController(object, resource)
     return pod
   }
 
@@ -129,13 +122,5 @@ extension LocalRuntime {
         log("local: cannot write the status of \(w.kind) \(w.object.name): \(error)")
       }
     }
-  }
-}
-
-extension KubeObject {
-  /// The uid of the controller that owns this object.
-  var ownerUID: String? {
-    json[path: ["metadata", "ownerReferences"]]?.arrayValue?.first { $0["controller"]?.boolValue == true }?["uid"]?
-      .stringValue
   }
 }

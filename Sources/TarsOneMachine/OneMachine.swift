@@ -115,7 +115,7 @@ public final class OneMachine: Sendable {
     do {
       // The pods let ConfigObj tell which pod asks (per-pod files).
       let configPods = Informer(
-        store: store, resource: .pods, namespace: o.namespace, selector: LocalRuntime.podSelector)
+        store: store, resource: .pods, namespace: o.namespace, selector: .tarsServer)
       let config = ConfigService(store: store, namespace: o.namespace, pods: configPods)
       tasks.append(Task { await config.run() })
       tasks.append(Task { await configPods.run() })

@@ -88,7 +88,8 @@ public struct PodView: Sendable, Equatable {
     ip = (hostNetwork ? o.status?["hostIP"]?.stringValue : o.status?["podIP"]?.stringValue) ?? ""
     // Active: tarsnode reported Active/Active (condition tars.io/active True), the pod is not
     // being deleted (its preStop hook drains it) and nobody drained it by hand.
-    active = Pod(o).isTarsActive && o.deletionTimestamp == nil && !Pod(o).isDrained
+    let pod = Pod(o)
+    active = pod.isTarsActive && !pod.isTerminating && !pod.isDrained
   }
 }
 

@@ -65,7 +65,7 @@ public final class RegistryView: Sendable {
     let changed: @Sendable () -> Void = { box.view?.scheduleRebuild() }
     pods = Informer(
       store: store, resource: .pods, namespace: options.namespace,
-      selector: LabelSelector([.exists("tars.io/ServerApp"), .exists("tars.io/ServerName")]), onChange: changed)
+      selector: .tarsServer, onChange: changed)
     servers = Informer(store: store, resource: .tservers, namespace: options.namespace, onChange: changed)
     templates = Informer(store: store, resource: .ttemplates, namespace: options.namespace, onChange: changed)
     frameworkConfigs = Informer(

@@ -64,9 +64,7 @@ struct ControllerTests {
     let store = try EmbeddedStore(path: nil)
     try await seed(store)
     var (controller, task) = start(store)
-    var o = try tserver(ReconcilerTests.spec)
-    o.json.set(["metadata", "uid"], nil)
-    _ = try await store.create(.tservers, o)
+    try await createTServer(store, ReconcilerTests.spec)
     #expect(await eventually { await exists(store, .statefulSets, "test-helloserver") })
     #expect(await eventually { await exists(store, .services, "test-helloserver") })
 
@@ -109,9 +107,7 @@ struct ControllerTests {
     try await seed(store)
     let (_, task) = start(store, resyncSeconds: 3600)
     defer { task.cancel() }
-    var o = try tserver(ReconcilerTests.spec.replacingOccurrences(of: "tars.default", with: "tars.cpp"))
-    o.json.set(["metadata", "uid"], nil)
-    _ = try await store.create(.tservers, o)
+    try await createTServer(store, ReconcilerTests.spec.replacingOccurrences(of: "tars.default", with: "tars.cpp"))
     #expect(
       await eventually {
         try await store.get(.tservers, namespace: "tars", name: "test-helloserver").status?["conditions"]?
@@ -128,16 +124,6 @@ struct ControllerTests {
 /// each config file are kept.
 @Suite("The TFrameworkConfig's defaults", .serialized)
 struct FrameworkConfigTests {
-  func tconfig(_ name: String, activated: Bool) -> KubeObject {
-    KubeObject(
-      .object([
-        ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TConfig")),
-        ("metadata", .object([("name", .string(name)), ("namespace", .string("tars"))])),
-        ("app", .string("Test")), ("server", .string("HelloServer")), ("configName", .string("hello.conf")),
-        ("configContent", .string(name)), ("activated", .bool(activated)),
-      ]))
-  }
-
   func inactive(_ store: EmbeddedStore) async throws -> [String] {
     try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.map(TConfig.init)
       .filter { !$0.activated }.map(\.object.name).sorted()
@@ -151,9 +137,7 @@ struct FrameworkConfigTests {
     let controller = Controller(store: store, configuration: c, log: { _ in })
     let task = Task { await controller.run() }
     defer { task.cancel() }
-    var o = try tserver(ReconcilerTests.spec)
-    o.json.set(["metadata", "uid"], nil)
-    _ = try await store.create(.tservers, o)
+    try await createTServer(store, ReconcilerTests.spec)
     func initImage() async -> String? {
       try? await store.get(.statefulSets, namespace: "tars", name: "test-helloserver").spec?[
         path: ["template", "spec", "initContainers"]]?.arrayValue?.first?["image"]?.stringValue
@@ -167,13 +151,10 @@ struct FrameworkConfigTests {
     let kept = try await inactive(store)
     #expect(!kept.contains("hello-v0") && !kept.contains("hello-v1"), "oldest first")
 
-    let framework = KubeObject(
-      .object([
-        ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TFrameworkConfig")),
-        ("metadata", .object([("name", .string("tars-framework")), ("namespace", .string("tars"))])),
-        ("nodeImage", .object([("image", .string("fw.local/tars/node:2")), ("secret", .string("fw-pull"))])),
-        ("recordLimit", .object([("tconfigHistory", .integer(3))])),
-      ]))
+    let framework = frameworkConfig([
+      ("nodeImage", .object([("image", .string("fw.local/tars/node:2")), ("secret", .string("fw-pull"))])),
+      ("recordLimit", .object([("tconfigHistory", .integer(3))])),
+    ])
     _ = try await store.create(.tframeworkconfigs, framework)
     #expect(await eventually { await initImage() == "fw.local/tars/node:2" }, "a change queues every TServer")
     let pullSecrets = try await store.get(.statefulSets, namespace: "tars", name: "test-helloserver").spec?[
@@ -220,9 +201,7 @@ struct NodeLabelTests {
     let controller = Controller(store: forbidden, configuration: c, log: { _ in })
     let task = Task { await controller.run() }
     defer { task.cancel() }
-    var o = try tserver(ReconcilerTests.spec)
-    o.json.set(["metadata", "uid"], nil)
-    _ = try await store.create(.tservers, o)
+    try await createTServer(store, ReconcilerTests.spec)
     #expect(
       await eventually { (try? await store.get(.statefulSets, namespace: "tars", name: "test-helloserver")) != nil })
   }
@@ -237,9 +216,7 @@ struct ControllerExecutableTests {
     do {
       let store = try EmbeddedStore(path: path)
       try await seed(store)
-      var o = try tserver(ReconcilerTests.spec)
-      o.json.set(["metadata", "uid"], nil)
-      _ = try await store.create(.tservers, o)
+      try await createTServer(store, ReconcilerTests.spec)
     }
     let p = Process()
     p.executableURL = URL(fileURLWithPath: Tool.path("tars-controlplane"))

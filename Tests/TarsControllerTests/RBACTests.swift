@@ -52,11 +52,7 @@ struct RBACTests {
       store: observed, namespace: "tars", name: "tars-controller", identity: "a", timing: timing, log: { _ in })
     let task = Task { await elector.run { await controller.run() } }
 
-    func create(_ name: String, _ spec: String) async throws {
-      var o = try tserver(spec, name: name)
-      o.json.set(["metadata", "uid"], nil)
-      _ = try await store.create(.tservers, o)
-    }
+    func create(_ name: String, _ spec: String) async throws { try await createTServer(store, spec, name: name) }
     func change(_ name: String, _ body: (inout KubeObject) -> Void) async throws {
       var o = try await store.get(.tservers, namespace: "tars", name: name)
       body(&o)
@@ -106,24 +102,8 @@ struct RBACTests {
     #expect(await eventually { await condition("test-foreign") == "NotOwned" })
     // The TFrameworkConfig's history limit: the controller deletes the oldest inactive version.
     _ = try await store.create(
-      .tframeworkconfigs,
-      KubeObject(
-        .object([
-          ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TFrameworkConfig")),
-          ("metadata", .object([("name", .string("tars-framework")), ("namespace", .string("tars"))])),
-          ("recordLimit", .object([("tconfigHistory", .integer(1))])),
-        ])))
-    for name in ["hello-a", "hello-b"] {
-      _ = try await store.create(
-        .tconfigs,
-        KubeObject(
-          .object([
-            ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TConfig")),
-            ("metadata", .object([("name", .string(name)), ("namespace", .string("tars"))])),
-            ("app", .string("Test")), ("server", .string("HelloServer")), ("configName", .string("h.conf")),
-            ("configContent", .string(name)), ("activated", .bool(false)),
-          ])))
-    }
+      .tframeworkconfigs, frameworkConfig([("recordLimit", .object([("tconfigHistory", .integer(1))]))]))
+    for name in ["hello-a", "hello-b"] { _ = try await store.create(.tconfigs, tconfig(name, activated: false)) }
     #expect(
       await eventually { try await store.list(.tconfigs, namespace: "tars", options: ListOptions()).items.count == 1 })
     // A node given to the namespace gets the aggregate label.

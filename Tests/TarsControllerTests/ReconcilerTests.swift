@@ -26,9 +26,7 @@ struct ReconcilerTests {
   }
 
   func create(_ store: EmbeddedStore, _ spec: String = spec) async throws -> KubeObject {
-    var o = try tserver(spec)
-    o.json.set(["metadata", "uid"], nil)
-    return try await store.create(.tservers, o)
+    try await createTServer(store, spec)
   }
 
   func edit(_ store: EmbeddedStore, _ change: (inout KubeObject) -> Void) async throws {

@@ -1,4 +1,5 @@
 import TarsController
+import TarsEmbeddedStore
 import TarsKube
 import TarsProtocol
 import Testing
@@ -10,6 +11,37 @@ func tserver(_ spec: String, name: String = "test-helloserver") throws -> KubeOb
   o.namespace = "tars"
   o.json.set(["metadata", "uid"], .string("uid-1"))
   return o
+}
+
+/// Stores a TServer as a user applies it: the store gives it its uid.
+@discardableResult
+func createTServer(_ store: EmbeddedStore, _ spec: String, name: String = "test-helloserver") async throws
+  -> KubeObject
+{
+  var o = try tserver(spec, name: name)
+  o.json.set(["metadata", "uid"], nil)
+  return try await store.create(.tservers, o)
+}
+
+/// A TConfig version of `hello.conf` of Test.HelloServer whose content is its name.
+func tconfig(_ name: String, activated: Bool) -> KubeObject {
+  KubeObject(
+    .object([
+      ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TConfig")),
+      ("metadata", .object([("name", .string(name)), ("namespace", .string("tars"))])),
+      ("app", .string("Test")), ("server", .string("HelloServer")), ("configName", .string("hello.conf")),
+      ("configContent", .string(name)), ("activated", .bool(activated)),
+    ]))
+}
+
+/// The TFrameworkConfig `tars-framework` with these members.
+func frameworkConfig(_ members: [(String, JSONValue)]) -> KubeObject {
+  KubeObject(
+    .object(
+      [
+        ("apiVersion", .string("k8s.tars.io/v1beta3")), ("kind", .string("TFrameworkConfig")),
+        ("metadata", .object([("name", .string("tars-framework")), ("namespace", .string("tars"))])),
+      ] + members))
 }
 
 /// The namespace `tars` and the template the test TServers name.
