@@ -245,13 +245,13 @@ public final class OneMachine: Sendable {
     let deadline = ContinuousClock.now + timeout
     let most = Int64(runtime.configuration.maxReplicas)
     while ContinuousClock.now < deadline && !Task.isCancelled {
-      let servers = controller.tservers.objects.values.filter {
-        TServer($0).replicas > 0 && !($0.spec?[path: ["release", "image"]]?.stringValue ?? "").isEmpty
+      // A DaemonSet runs one pod here whatever its replicas say; a StatefulSet its replicas.
+      let wanted = controller.tservers.objects.values.reduce(0) { sum, t in
+        guard !(t.spec?[path: ["release", "image"]]?.stringValue ?? "").isEmpty else { return sum }
+        return sum
+          + (t.spec?[path: ["k8s", "daemonSet"]]?.boolValue == true ? 1 : Int(max(0, min(TServer(t).replicas, most))))
       }
       let pods = runtime.pods.objects.values
-      let wanted = servers.reduce(0) {
-        $0 + ($1.spec?[path: ["k8s", "daemonSet"]]?.boolValue == true ? 1 : Int(min(TServer($1).replicas, most)))
-      }
       let active = pods.filter { Pod($0).isTarsActive }.count
       if controller.tservers.hasSynced && active == wanted && pods.count == wanted { return wanted }
       try? await Task.sleep(for: .milliseconds(20))

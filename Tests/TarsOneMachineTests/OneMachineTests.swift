@@ -322,6 +322,33 @@ struct OneMachineTests {
     for reason in ["Scheduled", "Started", "Killing", "Deleted"] { #expect(events.contains { $0.reason == reason }) }
   }
 
+  /// A DaemonSet runs one pod on this machine, and `up` waits for it like any other.
+  @Test func aDaemonSetRunsOnePodHere() throws {
+    let m = try OneMachine(firstPodIP: "127.0.205.1")
+    defer { m.dir.remove() }
+    let script = m.dir.path + "/agent"
+    try "#!/bin/sh\nexec sleep 100000\n".write(toFile: script, atomically: true, encoding: .utf8)
+    chmod(script, 0o755)
+    try m.write(
+      "agent.yaml",
+      """
+      apiVersion: k8s.tars.io/v1beta3
+      kind: TServer
+      metadata: {name: test-agent}
+      spec:
+        app: Test
+        server: Agent
+        subType: normal
+        normal: {ports: []}
+        k8s: {daemonSet: true}
+        release: {id: "1", image: ./agent}
+      """)
+    try m.start()
+    defer { #expect(m.stop() == 0) }
+    #expect(waitFor { m.log.contains("All 1 pods are active") }, "\(m.log)")
+    #expect(try m.pods("Test.Agent").map(\.name) == ["test-agent-local"])
+  }
+
   @Test func aNotTarsServerIsSupervisedTheSameWay() throws {
     let m = try OneMachine(firstPodIP: "127.0.202.1")
     defer { m.dir.remove() }
