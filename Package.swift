@@ -103,7 +103,7 @@ let package = Package(
       ], swiftSettings: strict),
     // What the control plane's subcommands share: choosing the store, waiting for SIGTERM.
     .target(
-      name: "TarsControlPlaneCore", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient"],
+      name: "TarsControlPlaneCore", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient", "TarsProtocol"],
       swiftSettings: strict),
     .executableTarget(
       name: "tars-controlplane",
@@ -210,14 +210,20 @@ let package = Package(
       name: "TarsOneMachineTests",
       dependencies: [
         "TarsAdminAPI", "TarsAdmin", "TarsEmbeddedStore", "TarsKube", "TarsProtocol", "TarsTestSupport",
-        "TarsLocalRuntime", "TarsOneMachine", .product(name: "Yams", package: "Yams"),
+        "TarsLocalRuntime", "TarsOneMachine", "TarsStoreTestSupport", "TarsControlPlaneCore", "TarsAuth", "TarsNIO",
+        "TarsNotifyService", .product(name: "Yams", package: "Yams"), .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
       ],
       swiftSettings: strict),
+    // The embedded store seen through what a component asks of it, and what deploy/'s Roles grant.
+    .target(
+      name: "TarsStoreTestSupport",
+      dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsTestSupport", .product(name: "Yams", package: "Yams")],
+      path: "Tests/TarsStoreTestSupport", swiftSettings: strict),
     .testTarget(
       name: "TarsControllerTests",
       dependencies: [
-        "TarsController", "TarsKube", "TarsProtocol", "TarsEmbeddedStore", "TarsTestSupport",
-        .product(name: "Yams", package: "Yams"),
+        "TarsController", "TarsKube", "TarsProtocol", "TarsEmbeddedStore", "TarsTestSupport", "TarsStoreTestSupport",
       ],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),

@@ -121,7 +121,6 @@ struct AdminCommand: AsyncParsableCommand {
       store: opened.store, namespace: namespace, tservers: tservers, pods: pods, notify: notify, nodeAuth: nodeAuth,
       nodeClient: nodeClient)
     deps.maxReplicas = maxReplicas
-    deps.logs = { _, _, _, _, _ in nil }
     var notifyServer: TarsNIOServer?
     let admin: AdminServer
     do {
@@ -150,5 +149,32 @@ struct AdminCommand: AsyncParsableCommand {
     for t in tasks { t.cancel() }
     await nodeClient.close()
     await opened.close()
+  }
+}
+
+struct SecretsCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "secrets",
+    abstract: "Creates the NodeObj secret and the admin token Secrets if they do not exist (the install Job).",
+    discussion: """
+      tars-node-secret (key secret) and tars-admin-token (key token, one admin token), 32 random
+      bytes each; a Secret that exists is kept. Read the token with
+      kubectl -n tars get secret tars-admin-token -o jsonpath='{.data.token}' | base64 -d
+      """)
+
+  @OptionGroup var storeFlags: StoreFlags
+
+  func run() async throws {
+    let opened = try storeFlags.selection.open()
+    let namespace = storeFlags.namespace(of: opened)
+    do {
+      for outcome in try await InstallSecrets.ensure(store: opened.store, namespace: namespace) {
+        stderrLog("secrets: \(namespace)/\(outcome.name) \(outcome.created ? "created" : "exists, kept")")
+      }
+      await opened.close()
+    } catch {
+      await opened.close()
+      throw StartError(message: "cannot create the Secrets in namespace \(namespace): \(error.message)")
+    }
   }
 }

@@ -39,8 +39,10 @@ public final class AdminServer: Sendable {
     /// The tarsnode pid of each pod, where the control plane runs them itself.
     public var processes: @Sendable () async -> [String: Int32] = { [:] }
     /// The last `tail` lines of a pod's server output (or tarsnode's own log), nil if unknown.
-    public var logs: @Sendable (_ pod: String, _ app: String, _ server: String, _ tail: Int, _ node: Bool) -> String? =
-      { _, _, _, _, _ in nil }
+    /// By default the store's `pods/log` of the server container (on a cluster tarsnode is that
+    /// container's PID 1 and copies the server's output to its own, so both are there).
+    public var logs:
+      @Sendable (_ pod: String, _ app: String, _ server: String, _ tail: Int, _ node: Bool) async throws -> String?
 
     public init(
       store: any ObjectStore, namespace: String, tservers: Informer, pods: Informer, notify: NotifyService,
@@ -53,6 +55,10 @@ public final class AdminServer: Sendable {
       self.notify = notify
       self.nodeAuth = nodeAuth
       self.nodeClient = nodeClient
+      self.logs = { pod, app, server, tail, _ in
+        try await store.podLog(
+          namespace: namespace, name: pod, container: "\(app)-\(server)".lowercased(), tailLines: tail)
+      }
     }
   }
 
@@ -251,8 +257,10 @@ struct AdminRoutes: Sendable {
       let tail = min(100_000, request.uri.queryParameters["tail"].flatMap { Int($0) } ?? 100)
       let node = request.uri.queryParameters["node"].map { $0 == "1" || $0 == "true" } ?? false
       guard
-        let text = d.logs(
-          name, pod.labels["tars.io/ServerApp"] ?? "", pod.labels["tars.io/ServerName"] ?? "", max(1, tail), node)
+        let text = try await storeCall({
+          try await d.logs(
+            name, pod.labels["tars.io/ServerApp"] ?? "", pod.labels["tars.io/ServerName"] ?? "", max(1, tail), node)
+        })
       else {
         throw HTTPError(.notFound, message: "no log for \(name) yet")
       }

@@ -21,6 +21,21 @@ public protocol ObjectStore: Sendable {
   /// Events after `options.resourceVersion` (or the current objects as ADDED first when it is
   /// nil or "0"), ending with one `.error` when the version is too old (410) or the stream fails.
   func watch(_ resource: KubeResource, namespace: String?, options: WatchOptions) -> AsyncStream<WatchEvent>
+  /// The last `tailLines` lines a container wrote (the `pods/log` subresource, what `kubectl
+  /// logs` reads).
+  func podLog(namespace: String, name: String, container: String?, tailLines: Int) async throws(StoreError) -> String
+}
+
+extension ObjectStore {
+  /// A store without kubelets keeps no container output: in one-machine mode tarsnode's log
+  /// files are read where they are.
+  public func podLog(namespace: String, name: String, container: String?, tailLines: Int) async throws(StoreError)
+    -> String
+  {
+    var e = StoreError.notFound(.pods, name)
+    e.message = "no log of pod \(name) in this store: it runs no kubelet"
+    throw e
+  }
 }
 
 public struct ListOptions: Sendable {

@@ -85,6 +85,16 @@ public final class KubeClient: ObjectStore {
   /// Sends a request and returns its JSON body; a non-2xx answer becomes the `StoreError` its
   /// `Status` says.
   func send(_ request: HTTPClientRequest) async throws(StoreError) -> JSONValue {
+    let bytes = try await sendForBytes(request)
+    guard let json = try? JSONValue(bytes: Array(bytes.readableBytesView)) else {
+      throw .internalError("\(request.method) \(request.url): the answer is not JSON")
+    }
+    return json
+  }
+
+  /// Sends a request and returns its body as it came (a log is text); a non-2xx answer becomes
+  /// the `StoreError` its `Status` says.
+  func sendForBytes(_ request: HTTPClientRequest) async throws(StoreError) -> ByteBuffer {
     let response: HTTPClientResponse
     let bytes: ByteBuffer
     do {
@@ -108,14 +118,10 @@ public final class KubeClient: ObjectStore {
     } catch {
       throw .unreachable("\(request.method) \(request.url): \(error)")
     }
-    let json = try? JSONValue(bytes: Array(bytes.readableBytesView))
     guard (200..<300).contains(Int(response.status.code)) else {
-      throw Self.error(status: json, response: response, body: bytes)
+      throw Self.error(status: try? JSONValue(bytes: Array(bytes.readableBytesView)), response: response, body: bytes)
     }
-    guard let json else {
-      throw .internalError("\(request.method) \(request.url): the answer is not JSON")
-    }
-    return json
+    return bytes
   }
 
   static func error(status json: JSONValue?, response: HTTPClientResponse, body: ByteBuffer) -> StoreError {
@@ -222,6 +228,19 @@ public final class KubeClient: ObjectStore {
         request(
           .PATCH, Self.path(r, namespace: o.namespace, name: o.name, status: status, query: q), body: o.json,
           contentType: "application/apply-patch+yaml")))
+  }
+
+  public func podLog(namespace: String, name: String, container: String?, tailLines: Int) async throws(StoreError)
+    -> String
+  {
+    var query = [("tailLines", String(tailLines))]
+    if let container { query.append(("container", container)) }
+    let path =
+      Self.path(.pods, namespace: namespace, name: name, query: []) + "/log?"
+      + query.map { "\($0.0)=\(Self.escape($0.1))" }.joined(separator: "&")
+    var r = request(.GET, path)
+    r.headers.replaceOrAdd(name: "Accept", value: "text/plain, */*")
+    return String(buffer: try await sendForBytes(r))
   }
 
   public func delete(_ r: KubeResource, namespace: String?, name: String) async throws(StoreError) {

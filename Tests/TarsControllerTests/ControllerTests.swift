@@ -3,6 +3,7 @@ import TarsController
 import TarsEmbeddedStore
 import TarsKube
 import TarsProtocol
+import TarsStoreTestSupport
 import TarsTestSupport
 import Testing
 

@@ -3,6 +3,7 @@ import Synchronization
 import TarsController
 import TarsEmbeddedStore
 import TarsKube
+import TarsStoreTestSupport
 import Testing
 
 @Suite("Leader election on a Lease", .serialized)

@@ -4,9 +4,9 @@ import TarsController
 import TarsEmbeddedStore
 import TarsKube
 import TarsProtocol
+import TarsStoreTestSupport
 import TarsTestSupport
 import Testing
-import Yams
 
 /// deploy/controller/rbac.yaml grants exactly what the controller asks of the API: every
 /// request of a run through every path (create, update, the daemonSet switch, an invalid
@@ -15,26 +15,11 @@ import Yams
 /// nothing uses — fails here instead of in a cluster.
 @Suite("The controller's RBAC", .serialized)
 struct RBACTests {
-  func documents(_ file: String) throws -> [[String: Any]] {
-    let url = Fixtures.repositoryRoot.appendingPathComponent("deploy/controller/\(file)")
-    return try Yams.load_all(yaml: String(contentsOf: url, encoding: .utf8)).compactMap { $0 as? [String: Any] }
-  }
-
   /// The Role's grants and (for --node-labels, in nodes.yaml) the ClusterRole's.
   func granted() throws -> Set<String> {
-    let docs = try documents("rbac.yaml")
+    let docs = try RoleGrants.documents("controller/rbac.yaml")
     #expect(!docs.contains { $0["kind"] as? String == "ClusterRole" }, "namespaced, but for nodes.yaml")
-    let role = try #require(docs.first { $0["kind"] as? String == "Role" })
-    let nodes = try #require(try documents("nodes.yaml").first { $0["kind"] as? String == "ClusterRole" })
-    var out: Set<String> = []
-    for rule in (role["rules"] as? [[String: Any]] ?? []) + (nodes["rules"] as? [[String: Any]] ?? []) {
-      for group in rule["apiGroups"] as? [String] ?? [] {
-        for resource in rule["resources"] as? [String] ?? [] {
-          for verb in rule["verbs"] as? [String] ?? [] { out.insert("\(verb) \(group)/\(resource)") }
-        }
-      }
-    }
-    return out
+    return try RoleGrants.granted("controller/rbac.yaml", "controller/nodes.yaml")
   }
 
   @Test func theRoleGrantsWhatTheControllerUsesAndNothingElse() async throws {
