@@ -197,7 +197,7 @@ let package = Package(
       name: "TarsRegistryTests",
       dependencies: [
         "TarsRegistry", "TarsConfigService", "TarsNotifyService", "TarsEmbeddedStore", "TarsKube", "TarsRPC",
-        "TarsCtlCore", "TarsCRD", "TarsTestSupport", "TarsNIO",
+        "TarsCtlCore", "TarsCRD", "TarsTestSupport", "TarsNIO", "TarsStoreTestSupport",
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
     .testTarget(

@@ -79,26 +79,6 @@ struct ManifestTests {
     #expect(columns == ["App", "Server", "SubType", "Replicas", "Ready", "Release", "Reconciled", "Age"])
   }
 
-  @Test func theRegistryRoleGrantsWhatItUsesAndNothingElse() throws {
-    let docs = try documents("registry/rbac.yaml")
-    let role = try #require(docs.first { $0["kind"] as? String == "Role" })
-    var granted: Set<String> = []
-    for rule in role["rules"] as? [[String: Any]] ?? [] {
-      for group in rule["apiGroups"] as? [String] ?? [] {
-        for resource in rule["resources"] as? [String] ?? [] {
-          for verb in rule["verbs"] as? [String] ?? [] { granted.insert("\(group)/\(resource):\(verb)") }
-        }
-      }
-    }
-    // What RegistryView watches and StatePatcher/activateOwnPod patch.
-    var needed: Set<String> = ["/pods/status:patch"]
-    for r in [KubeResource.pods, .tservers, .ttemplates, .tframeworkconfigs] {
-      for verb in ["get", "list", "watch"] { needed.insert("\(r.group)/\(r.plural):\(verb)") }
-    }
-    #expect(granted == needed, "extra: \(granted.subtracting(needed)), missing: \(needed.subtracting(granted))")
-    #expect(!docs.contains { $0["kind"] as? String == "ClusterRole" })
-  }
-
   /// Every manifest under deploy/ is installed by `kubectl apply -k deploy/`, and nothing else.
   @Test func theKustomizationInstallsEveryManifest() throws {
     let kustomization = try #require(try documents("kustomization.yaml").first)
@@ -133,25 +113,5 @@ struct ManifestTests {
     #expect(((container["resources"] as? [String: Any])?["limits"] as? [String: Any])?["memory"] != nil)
     let replicas = (deployment["spec"] as? [String: Any])?["replicas"] as? Int ?? 1
     #expect(docs.contains { $0["kind"] as? String == "PodDisruptionBudget" } == (replicas > 1))
-  }
-
-  func granted(_ file: String) throws -> Set<String> {
-    let role = try #require(try documents(file).first { $0["kind"] as? String == "Role" })
-    var out: Set<String> = []
-    for rule in role["rules"] as? [[String: Any]] ?? [] {
-      for group in rule["apiGroups"] as? [String] ?? [] {
-        for resource in rule["resources"] as? [String] ?? [] {
-          for verb in rule["verbs"] as? [String] ?? [] { out.insert("\(verb) \(group)/\(resource)") }
-        }
-      }
-    }
-    return out
-  }
-
-  /// ConfigObj: its TConfig informer and the pods informer (a caller's address → its pod).
-  @Test func theConfigRoleGrantsWhatItUsesAndNothingElse() throws {
-    let needed: Set<String> = ["list /pods", "watch /pods", "list k8s.tars.io/tconfigs", "watch k8s.tars.io/tconfigs"]
-    let role = try granted("config/rbac.yaml")
-    #expect(role == needed, "extra: \(role.subtracting(needed)), missing: \(needed.subtracting(role))")
   }
 }

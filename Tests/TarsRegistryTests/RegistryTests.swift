@@ -16,7 +16,10 @@ struct RegistryFixture {
   let service: RegistryService
   let ns = "tars"
 
-  static func start(hostStyle: HostStyle = .ip) async throws -> RegistryFixture {
+  /// `serving` wraps the store the service runs on (to record what it asks of the API).
+  static func start(
+    hostStyle: HostStyle = .ip, serving: (EmbeddedStore) -> any ObjectStore = { $0 }
+  ) async throws -> RegistryFixture {
     let store = try EmbeddedStore(path: nil)
     _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
     _ = try await store.create(
@@ -40,7 +43,7 @@ struct RegistryFixture {
     c.metricsPort = 0
     c.hostStyle = hostStyle
     let service = try await RegistryService.start(
-      store: store, configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
+      store: serving(store), configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
     let fixture = RegistryFixture(store: store, service: service)
     #expect(await eventually { service.view.hasSynced })
     return fixture
