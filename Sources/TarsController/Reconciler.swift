@@ -137,13 +137,15 @@ public struct Reconciler: Sendable {
         workload = current
       }
     }
-    // The workload of the other kind (daemonSet switched) goes.
-    let other: KubeResource = desired.contains { $0.kind == "DaemonSet" } ? .statefulSets : .daemonSets
-    if try await deleteIfOwned(other, namespace: namespace, name: name, uid: tserver.uid) {
-      report.actions.append(.deleted("\(other.kind) \(name)"))
-    }
-    if other == .statefulSets, try await deleteIfOwned(.services, namespace: namespace, name: name, uid: tserver.uid) {
-      report.actions.append(.deleted("Service \(name)"))
+    // What it owns and no longer wants goes: the other kind of workload (daemonSet switched),
+    // the Service of a DaemonSet, the DaemonSet of a TServer whose release was removed.
+    for resource in [KubeResource.statefulSets, .daemonSets, .services]
+    where !desired.contains(where: {
+      $0.kind == resource.kind
+    }) {
+      if try await deleteIfOwned(resource, namespace: namespace, name: name, uid: tserver.uid) {
+        report.actions.append(.deleted("\(resource.kind) \(name)"))
+      }
     }
     if !notOwned.isEmpty {
       let message =
@@ -152,6 +154,10 @@ public struct Reconciler: Sendable {
       if await setStatus(tserver, workload: workload, reason: "NotOwned", message: message) {
         await event(tserver, type: "Warning", reason: "NotOwned", message: message)
       }
+    } else if desired.isEmpty {
+      await setStatus(
+        tserver, workload: nil, reason: "Reconciled",
+        message: "no release: the DaemonSet is made when spec.release names an image")
     } else {
       await setStatus(tserver, workload: workload, reason: "Reconciled", message: "")
     }

@@ -72,13 +72,16 @@ public enum Workloads {
     "TARS_NODE_SECRET_FILE",
   ]
 
-  /// The workload and (for a StatefulSet) the Service of `tserver`.
+  /// The workload and (for a StatefulSet) the Service of `tserver`. A DaemonSet TServer with no
+  /// release has none: a DaemonSet has no replicas to hold at 0 (as a StatefulSet's are), and
+  /// its pods would fail on every node for want of an image.
   public static func desired(_ tserver: KubeObject, options: WorkloadOptions) throws(WorkloadError) -> [KubeObject] {
     let s = try Spec(tserver)
     let namespace = tserver.namespace ?? ""
     let template = podTemplate(s, namespace: namespace, options: options)
     var objects: [KubeObject] = []
     if s.daemonSet {
+      guard s.hasRelease else { return [] }
       var ds = owned(.daemonSets, s, tserver)
       let strategy = s.k8s["updateStrategy"]
       let partition = strategy?[path: ["rollingUpdate", "partition"]]?.intValue ?? 0

@@ -175,4 +175,33 @@ struct ReconcilerTests {
     #expect(gone.actions == [.deleted("DaemonSet test-helloserver")])
     #expect(try await store.list(.daemonSets, namespace: "tars", options: ListOptions()).items.isEmpty)
   }
+
+  /// A DaemonSet has no replicas to hold at 0, so a DaemonSet TServer without a release has no
+  /// DaemonSet (rather than a pod failing on every node); the release brings it, and taking the
+  /// release away removes it.
+  @Test func aDaemonSetWaitsForItsRelease() async throws {
+    let (store, reconciler) = try await fixture()
+    _ = try await create(store)
+    _ = try await reconciler.reconcile(namespace: "tars", name: "test-helloserver")
+    try await edit(store) {
+      $0.json.set(["spec", "k8s", "daemonSet"], .bool(true))
+      $0.json.set(["spec", "release"], .null)
+    }
+    let held = try await reconciler.reconcile(namespace: "tars", name: "test-helloserver")
+    #expect(held.actions == [.deleted("StatefulSet test-helloserver"), .deleted("Service test-helloserver")])
+    let condition = try await store.get(.tservers, namespace: "tars", name: "test-helloserver").status?["conditions"]?
+      .arrayValue?.first
+    #expect(condition?["status"]?.stringValue == "True")
+    #expect(condition?["message"]?.stringValue == "no release: the DaemonSet is made when spec.release names an image")
+    #expect(try await reconciler.reconcile(namespace: "tars", name: "test-helloserver").actions.isEmpty)
+
+    try await edit(store) {
+      $0.json.set(["spec", "release"], .object([("id", .string("2")), ("image", .string("hello:2"))]))
+    }
+    let released = try await reconciler.reconcile(namespace: "tars", name: "test-helloserver")
+    #expect(released.actions == [.created("DaemonSet test-helloserver")])
+    try await edit(store) { $0.json.set(["spec", "release"], .null) }
+    let withdrawn = try await reconciler.reconcile(namespace: "tars", name: "test-helloserver")
+    #expect(withdrawn.actions == [.deleted("DaemonSet test-helloserver")])
+  }
 }
