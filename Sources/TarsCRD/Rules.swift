@@ -170,6 +170,19 @@ extension TarsCRDRules {
         $0[path: ["source", "persistentVolumeClaimTemplate"]] != nil || $0[path: ["source", "tLocalVolume"]] != nil
       }
     },
+    CRDRule(
+      ["spec", "k8s"],
+      "!has(self.serviceAccount) || !(self.serviceAccount in ["
+        + frameworkServiceAccounts.map { "'\($0)'" }.joined(separator: ", ") + "])",
+      "spec.k8s.serviceAccount cannot be the framework's own (its permissions are the control plane's): "
+        + "create a ServiceAccount for the server"
+    ) { k, _ in !frameworkServiceAccounts.contains(k.str("serviceAccount")) },
+  ]
+
+  /// The control plane's own ServiceAccounts (deploy/): a server run as one would hold its
+  /// permissions (the API server lets whoever writes a workload name any account of the namespace).
+  public static let frameworkServiceAccounts = [
+    "tars-controller", "tars-tarsregistry", "tars-tarsconfig", "tars-tarsadmin", "tars-secrets",
   ]
 
   public static let tconfig: [CRDRule] = [

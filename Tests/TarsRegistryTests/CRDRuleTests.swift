@@ -159,7 +159,27 @@ struct CRDRuleTests {
           ]))
       }
     ),
+    (
+      "spec.k8s.serviceAccount cannot be the framework's own (its permissions are the control plane's): "
+        + "create a ServiceAccount for the server",
+      tserver { $0.set(["spec", "k8s", "serviceAccount"], .string("tars-tarsadmin")) }
+    ),
   ]
+
+  /// The accounts the rule keeps servers from are exactly the ServiceAccounts deploy/ makes.
+  @Test func theFrameworksServiceAccountsAreTheOnesDeployMakes() throws {
+    let deploy = Fixtures.repositoryRoot.appendingPathComponent("deploy")
+    var accounts: Set<String> = []
+    for path in FileManager.default.enumerator(atPath: deploy.path)?.compactMap({ $0 as? String }) ?? []
+    where path.hasSuffix(".yaml") {
+      let text = try String(contentsOf: deploy.appendingPathComponent(path), encoding: .utf8)
+      for doc in try Yams.load_all(yaml: text).compactMap({ $0 as? [String: Any] })
+      where doc["kind"] as? String == "ServiceAccount" {
+        if let name = (doc["metadata"] as? [String: Any])?["name"] as? String { accounts.insert(name) }
+      }
+    }
+    #expect(accounts == Set(TarsCRDRules.frameworkServiceAccounts))
+  }
 
   func store(rules: Bool = true) async throws -> EmbeddedStore {
     let store = try EmbeddedStore(path: nil, crdRules: rules)
