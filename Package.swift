@@ -146,7 +146,8 @@ let package = Package(
     .target(
       name: "TarsConfigService", dependencies: ["TarsKube", "TarsFramework", "TarsProtocol"], swiftSettings: strict),
     // tars.tarsnotify.NotifyObj with a bounded in-memory history.
-    .target(name: "TarsNotifyService", dependencies: ["TarsFramework", "TarsProtocol"], swiftSettings: strict),
+    .target(
+      name: "TarsNotifyService", dependencies: ["TarsFramework", "TarsProtocol", "TarsKube"], swiftSettings: strict),
     .target(name: "TarsIDL", swiftSettings: strict),
     .executableTarget(
       name: "tars2swift",

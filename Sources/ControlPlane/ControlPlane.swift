@@ -15,7 +15,7 @@ struct ControlPlane: AsyncParsableCommand {
     abstract: "The TarsK8s control plane: one subcommand per service.",
     subcommands: [
       UpCommand.self, RegistryCommand.self, ConfigCommand.self, AdminCommand.self, ControllerCommand.self,
-      SecretsCommand.self,
+      NotifyCommand.self, SecretsCommand.self,
     ])
 }
 

@@ -52,20 +52,19 @@ struct ConfigCommand: AsyncParsableCommand {
 struct AdminCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "admin",
-    abstract: "The admin API tarsctl talks to, and NotifyObj, where servers and tarsnodes report.",
+    abstract: "The admin API tarsctl talks to.",
     discussion: """
       Every request needs a bearer token of --token-file, whose role allows it (viewer: reads;
       operator: commands, scale, drain; admin: apply, delete); every change is logged with who
       made it. Commands reach each pod's NodeObj
-      signed with the secret in --node-secret-file (the Secret every tarsnode mounts). The
-      notifications tarsctl lists are the ones this process received.
+      signed with the secret in --node-secret-file (the Secret every tarsnode mounts).
+      Notifications are the Events NotifyObj (tars-controlplane notify) writes.
       Example: tars-controlplane admin --kubeconfig ~/.kube/config --token-file token --node-secret-file secret
       """)
 
   @OptionGroup var storeFlags: StoreFlags
   @Option(help: "Address to listen on.") var bind = "0.0.0.0"
   @Option(name: .customLong("admin-port"), help: "Admin API port.") var adminPort = 17880
-  @Option(name: .customLong("notify-port"), help: "NotifyObj port.") var notifyPort = 17893
   @Option(
     name: .customLong("token-file"),
     help: "The tokens, a line each: TOKEN ROLE NAME, ROLE viewer, operator or admin (a bare TOKEN: an admin).")
@@ -74,8 +73,6 @@ struct AdminCommand: AsyncParsableCommand {
   var nodeSecretFile = "/etc/tars/node-secret/secret"
   @Option(name: .customLong("max-replicas"), help: "The most replicas apply and scale accept.")
   var maxReplicas = 1000
-
-  static let listenFlags = ["admin API": "--admin-port", "NotifyObj": "--notify-port"]
 
   /// The tokens (`TOKEN ROLE NAME` lines, or one bare admin token), refused when others may
   /// read the file or a token is too short to be a secret.
@@ -115,39 +112,75 @@ struct AdminCommand: AsyncParsableCommand {
     let tservers = Informer(store: opened.store, resource: .tservers, namespace: namespace)
     let pods = Informer(store: opened.store, resource: .pods, namespace: namespace, selector: .tarsServer)
     let tasks = [Task { await tservers.run() }, Task { await pods.run() }]
-    let notify = NotifyService()
     let nodeClient = TarsNIOClient(group: group)
     var deps = AdminServer.Dependencies(
-      store: opened.store, namespace: namespace, tservers: tservers, pods: pods, notify: notify, nodeAuth: nodeAuth,
+      store: opened.store, namespace: namespace, tservers: tservers, pods: pods, nodeAuth: nodeAuth,
       nodeClient: nodeClient)
     deps.maxReplicas = maxReplicas
-    var notifyServer: TarsNIOServer?
     let admin: AdminServer
     do {
-      notifyServer = try await TarsNIOServer.start(
-        endpoint: TarsEndpoint(host: bind, port: notifyPort, timeout: 60_000),
-        servants: ["tars.tarsnotify.NotifyObj": notify], group: group)
       admin = try await AdminServer.start(
         host: bind, port: adminPort, tokens: tokens, dependencies: deps, log: stderrLog)
     } catch {
-      try? await notifyServer?.close()
       for t in tasks { t.cancel() }
       await nodeClient.close()
       await opened.close()
       if let error = error as? ListenError {
-        throw StartError(message: "cannot start: \(error.withFlags(Self.listenFlags, address: "--bind"))")
+        throw StartError(message: "cannot start: \(error.withFlags(["admin API": "--admin-port"], address: "--bind"))")
       }
       throw StartError(message: "cannot start: \(error)")
     }
-    stderrLog(
-      "admin: namespace \(namespace) on \(opened.description); admin API \(bind):\(admin.port), NotifyObj \(bind):\(notifyServer?.port ?? notifyPort)"
-    )
+    stderrLog("admin: namespace \(namespace) on \(opened.description); admin API \(bind):\(admin.port)")
     let signal = await waitForTermination()
     stderrLog("admin: stopping (signal \(signal))")
     await admin.stop()
-    try? await notifyServer?.close()
     for t in tasks { t.cancel() }
     await nodeClient.close()
+    await opened.close()
+  }
+}
+
+struct NotifyCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "notify",
+    abstract: "NotifyObj: where servers and tarsnodes report (restarts, exits, alarms), kept as Events.",
+    discussion: """
+      Each notification becomes a Kubernetes Event about the server's TServer, labelled
+      tars.io/notify (kubectl describe tserver shows them; tarsctl notifications lists them), so
+      replicas share one history; the API server's --event-ttl (1 h by default) bounds it.
+      Example: tars-controlplane notify --kubeconfig ~/.kube/config --namespace tars
+      """)
+
+  @OptionGroup var storeFlags: StoreFlags
+  @Option(help: "Address to listen on.") var bind = "0.0.0.0"
+  @Option(name: .customLong("notify-port"), help: "NotifyObj port.") var port = 17893
+  @Option(name: .customLong("queue"), help: "Notifications held while the API is away; beyond, dropped and counted.")
+  var queue = 10_000
+
+  func validate() throws {
+    guard (1...1_000_000).contains(queue) else { throw ValidationError("--queue must be 1...1000000, not \(queue)") }
+  }
+
+  func run() async throws {
+    let opened = try storeFlags.selection.open()
+    let namespace = storeFlags.namespace(of: opened)
+    let notify = NotifyService(store: opened.store, namespace: namespace, capacity: queue, log: stderrLog)
+    let task = Task { await notify.run() }
+    let server: TarsNIOServer
+    do {
+      server = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: bind, port: port, timeout: 60_000),
+        servants: ["tars.tarsnotify.NotifyObj": notify], group: MultiThreadedEventLoopGroup.singleton)
+    } catch let error as ListenError {
+      task.cancel()
+      await opened.close()
+      throw StartError(message: "cannot start: \(error.withFlags(["NotifyObj": "--notify-port"], address: "--bind"))")
+    }
+    stderrLog("notify: namespace \(namespace) on \(opened.description); NotifyObj \(bind):\(server.port)")
+    let signal = await waitForTermination()
+    stderrLog("notify: stopping (signal \(signal)); \(notify.queued) notifications not written")
+    try? await server.close()
+    task.cancel()
     await opened.close()
   }
 }

@@ -29,7 +29,6 @@ public final class AdminServer: Sendable {
     public var namespace: String
     public var tservers: Informer
     public var pods: Informer
-    public var notify: NotifyService
     /// Signs NodeObj calls (the secret every tarsnode checks).
     public var nodeAuth: NodeCallAuth
     public var nodeObjPort = 19385
@@ -45,14 +44,13 @@ public final class AdminServer: Sendable {
       @Sendable (_ pod: String, _ app: String, _ server: String, _ tail: Int, _ node: Bool) async throws -> String?
 
     public init(
-      store: any ObjectStore, namespace: String, tservers: Informer, pods: Informer, notify: NotifyService,
-      nodeAuth: NodeCallAuth, nodeClient: TarsNIOClient
+      store: any ObjectStore, namespace: String, tservers: Informer, pods: Informer, nodeAuth: NodeCallAuth,
+      nodeClient: TarsNIOClient
     ) {
       self.store = store
       self.namespace = namespace
       self.tservers = tservers
       self.pods = pods
-      self.notify = notify
       self.nodeAuth = nodeAuth
       self.nodeClient = nodeClient
       self.logs = { pod, app, server, tail, _ in
@@ -230,7 +228,11 @@ struct AdminRoutes: Sendable {
     g.get("notifications") { request, _ in
       let server = request.uri.queryParameters["server"].map(String.init)
       let limit = request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 100
-      return d.notify.recent(server: server, limit: max(1, min(limit, 10_000))).map {
+      let events = try await storeCall {
+        try await d.store.list(
+          .events, namespace: d.namespace, options: ListOptions(labelSelector: NotifyService.selector))
+      }
+      return NotifyService.records(events.items, server: server, limit: max(1, min(limit, 10_000))).map {
         NotificationRow(
           time: kubeTimestamp($0.time), server: $0.server, source: $0.source, level: Int($0.level),
           message: $0.message, alarm: $0.isAlarm)

@@ -182,7 +182,7 @@ extension TarsCRDRules {
   /// The control plane's own ServiceAccounts (deploy/): a server run as one would hold its
   /// permissions (the API server lets whoever writes a workload name any account of the namespace).
   public static let frameworkServiceAccounts = [
-    "tars-controller", "tars-tarsregistry", "tars-tarsconfig", "tars-tarsadmin", "tars-secrets",
+    "tars-controller", "tars-tarsregistry", "tars-tarsconfig", "tars-tarsnotify", "tars-tarsadmin", "tars-secrets",
   ]
 
   public static let tconfig: [CRDRule] = [

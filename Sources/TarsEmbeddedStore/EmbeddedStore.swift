@@ -20,6 +20,12 @@ public final class EmbeddedStore: ObjectStore {
   public let historyLimit: Int
   let bookmarkIntervalMs: Int
   let crdRules: Bool
+  /// How long a core/v1 Event lives after its last write, as the API server's `--event-ttl`
+  /// (default 1 h): Events are a log, not state, and must not grow the store without end.
+  public let eventTTLSeconds: Int
+  /// The least time between two sweeps for expired Events.
+  let eventSweepSeconds: Int
+  let lastEventSweep = Mutex<Date>(.distantPast)
 
   struct Live {
     var watchers: [Int: Watcher] = [:]
@@ -44,9 +50,12 @@ public final class EmbeddedStore: ObjectStore {
   /// Opens (creating if needed) the store at `path`; nil keeps it in memory. `crdRules: false`
   /// leaves out the Tars CRDs' CEL rules, as an API server whose CRDs predate them would.
   public init(
-    path: String?, historyLimit: Int = 10_000, bookmarkIntervalMs: Int = 60_000, crdRules: Bool = true
+    path: String?, historyLimit: Int = 10_000, bookmarkIntervalMs: Int = 60_000, crdRules: Bool = true,
+    eventTTLSeconds: Int = 3600, eventSweepSeconds: Int = 60
   ) throws(StoreError) {
     self.crdRules = crdRules
+    self.eventTTLSeconds = eventTTLSeconds
+    self.eventSweepSeconds = eventSweepSeconds
     self.historyLimit = historyLimit
     self.bookmarkIntervalMs = bookmarkIntervalMs
     do {
@@ -180,6 +189,7 @@ public final class EmbeddedStore: ObjectStore {
       o.json.set(["status", "qosClass"], .string("BestEffort"))
     }
     let result = o
+    if resource == .events { await sweepEvents() }
     return try write { db, rv in
       if resource.namespaced {
         let ns = result.namespace ?? ""
@@ -256,6 +266,26 @@ public final class EmbeddedStore: ObjectStore {
       }
       changes.append(Change(resource: resource, type: "DELETED", object: last, old: nil))
       return (last, changes)
+    }
+  }
+
+  /// Deletes the Events whose last write (`lastTimestamp`, else `creationTimestamp`) is older
+  /// than the TTL; when an Event is created, at most once per `eventSweepSeconds`.
+  func sweepEvents() async {
+    let now = Date()
+    let due = lastEventSweep.withLock { last in
+      guard now.timeIntervalSince(last) >= Double(eventSweepSeconds) else { return false }
+      last = now
+      return true
+    }
+    guard due, let all = try? await list(.events, namespace: nil, options: ListOptions()) else { return }
+    let parser = ISO8601DateFormatter()
+    let cutoff = now.addingTimeInterval(-Double(eventTTLSeconds))
+    for e in all.items {
+      let stamp =
+        e.json["lastTimestamp"]?.stringValue ?? e.json[path: ["metadata", "creationTimestamp"]]?.stringValue ?? ""
+      guard let written = parser.date(from: stamp), written < cutoff else { continue }
+      try? await delete(.events, namespace: e.namespace, name: e.name)
     }
   }
 

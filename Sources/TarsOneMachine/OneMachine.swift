@@ -119,7 +119,8 @@ public final class OneMachine: Sendable {
       let config = ConfigService(store: store, namespace: o.namespace, pods: configPods)
       tasks.append(Task { await config.run() })
       tasks.append(Task { await configPods.run() })
-      let notify = NotifyService()
+      let notify = NotifyService(store: store, namespace: o.namespace, log: log)
+      tasks.append(Task { await notify.run() })
       let configServer = try await TarsNIOServer.start(
         endpoint: TarsEndpoint(host: o.host, port: o.configPort, timeout: 60_000),
         servants: ["tars.tarsconfig.ConfigObj": config], group: group)
@@ -169,8 +170,8 @@ public final class OneMachine: Sendable {
 
       let nodeClient = TarsNIOClient(group: group)
       var deps = AdminServer.Dependencies(
-        store: store, namespace: o.namespace, tservers: controller.tservers, pods: runtime.pods, notify: notify,
-        nodeAuth: nodeAuth, nodeClient: nodeClient)
+        store: store, namespace: o.namespace, tservers: controller.tservers, pods: runtime.pods, nodeAuth: nodeAuth,
+        nodeClient: nodeClient)
       deps.processes = { await runtime.runningPIDs() }
       deps.maxReplicas = lc.maxReplicas
       deps.logs = { pod, app, server, tail, node in

@@ -69,7 +69,7 @@ struct ClusterRBACTests {
     let informers = [Task { await tservers.run() }, Task { await pods.run() }]
     let nodeClient = TarsNIOClient(group: MultiThreadedEventLoopGroup.singleton)
     var deps = AdminServer.Dependencies(
-      store: observed, namespace: "tars", tservers: tservers, pods: pods, notify: NotifyService(),
+      store: observed, namespace: "tars", tservers: tservers, pods: pods,
       nodeAuth: try NodeCallAuth(secret: Array(repeating: 7, count: 32)), nodeClient: nodeClient)
     deps.nodeObjPort = 1  // nothing listens: the fan-out fails fast, after its reads
     let token = String(repeating: "a", count: 32)

@@ -96,8 +96,8 @@ struct ManifestTests {
   /// a memory limit; each Deployment with more than one replica has a disruption budget (the
   /// install Job has none).
   @Test(arguments: [
-    "registry/registry.yaml", "controller/controller.yaml", "config/config.yaml", "admin/admin.yaml",
-    "framework/secrets.yaml",
+    "registry/registry.yaml", "controller/controller.yaml", "config/config.yaml", "notify/notify.yaml",
+    "admin/admin.yaml", "framework/secrets.yaml",
   ])
   func theControlPlaneRunsUnprivileged(_ file: String) throws {
     let docs = try documents(file)

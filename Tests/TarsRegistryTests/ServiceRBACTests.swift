@@ -6,6 +6,7 @@ import TarsEmbeddedStore
 import TarsFramework
 import TarsKube
 import TarsNIO
+import TarsNotifyService
 import TarsProtocol
 import TarsRegistry
 import TarsStoreTestSupport
@@ -86,6 +87,22 @@ struct ServiceRBACTests {
     try await server.close()
     for t in tasks { t.cancel() }
     try compare(used, "config/rbac.yaml")
+  }
+
+  @Test func theNotifyRoleGrantsWhatNotifyObjUsesAndNothingElse() async throws {
+    let store = try EmbeddedStore(path: nil)
+    _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
+    let used = Mutex<Set<String>>([])
+    let observed = ObservedStore(store) { verb, resource in used.withLock { _ = $0.insert("\(verb) \(resource)") } }
+    let notify = NotifyService(store: observed, namespace: "tars")
+    let task = Task { await notify.run() }
+    for _ in 0..<2 {
+      notify.record(
+        .init(server: "Test.HelloServer", source: "", level: 0, message: "restart", time: Date(), isAlarm: false))
+    }
+    #expect(await eventually { notify.queued == 0 && notify.recent().count == 1 })
+    task.cancel()
+    try compare(used, "notify/rbac.yaml")
   }
 
   func tconfig(named name: String, podSeq: String, content: String) -> KubeObject {
