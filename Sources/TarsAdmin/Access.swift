@@ -1,4 +1,6 @@
+import Foundation
 import Hummingbird
+import TarsKube
 
 /// What a token may do. Each role includes the ones before it.
 public enum AdminRole: String, Sendable, Comparable, CaseIterable {
@@ -82,12 +84,55 @@ public struct AdminTokenError: Error, Sendable, CustomStringConvertible {
   init(_ description: String) { self.description = description }
 }
 
+/// One call that changed something, or was refused: who, what, how it ended. The admin API
+/// logs it and records it as an Event about what the call was about, so `kubectl get events`
+/// shows who restarted, scaled, drained or applied what, on every replica.
+public struct AuditEntry: Sendable {
+  public var who: String
+  public var role: AdminRole
+  public var method: String
+  public var path: String
+  /// The status code, or "refused, needs ROLE".
+  public var outcome: String
+  public var refused: Bool
+
+  public var line: String { "admin: audit: \(who) (\(role.rawValue)) \(method) \(path): \(outcome)" }
+
+  /// The object the call was about: the TServer of `/servers/ID…` (`App.Server` or its name),
+  /// the pod of `/pods/POD…`; otherwise (apply) the namespace.
+  public func involved(namespace: String) -> (kind: String, name: String) {
+    let parts = path.split(separator: "/").map(String.init)
+    if let i = parts.firstIndex(of: "servers"), i + 1 < parts.count {
+      let id = parts[i + 1]
+      let split = id.split(separator: ".", maxSplits: 1).map(String.init)
+      return ("TServer", split.count == 2 ? "\(split[0])-\(split[1])".lowercased() : id)
+    }
+    if let i = parts.firstIndex(of: "pods"), i + 1 < parts.count { return ("Pod", parts[i + 1]) }
+    return ("Namespace", namespace)
+  }
+
+  public func event(namespace: String, time: Date = Date()) -> KubeObject {
+    let (kind, name) = involved(namespace: namespace)
+    var e = KubeObject.event(
+      namespace: namespace, kind: kind, name: name, type: refused ? "Warning" : "Normal",
+      reason: refused ? "AdminRefused" : "AdminCall",
+      message: "\(who) (\(role.rawValue)) \(method) \(path): \(outcome)",
+      component: "tars-tarsadmin",
+      suffix: String(UInt64(time.timeIntervalSince1970 * 1_000_000), radix: 16)
+        + String(UInt16.random(in: 0...UInt16.max), radix: 16))
+    if kind == "TServer" { e.json.set(["involvedObject", "apiVersion"], .string("k8s.tars.io/v1beta3")) }
+    if kind == "Namespace" { e.json.set(["involvedObject", "namespace"], nil) }
+    e.json.set(["metadata", "labels"], .object([("tars.io/audit", .string(who))]))
+    return e
+  }
+}
+
 /// 401 unless `Authorization: Bearer <token>` carries a known token; 403 when its role is below
 /// what the call needs. Every call that changes something is recorded with who made it and how
-/// it ended.
+/// it ended (`audit`, awaited before the answer goes out).
 struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
   let tokens: AdminTokens
-  let audit: @Sendable (String) -> Void
+  let audit: @Sendable (AuditEntry) async -> Void
 
   func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
     -> Response
@@ -102,20 +147,26 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
     }
     let path = request.uri.path
     let needed = AdminRole.needed(method: request.method, path: path)
-    let what = "\(request.method) \(path)"
+    var entry = AuditEntry(
+      who: who.name, role: who.role, method: "\(request.method)", path: path, outcome: "", refused: false)
     guard who.role >= needed else {
-      audit("admin: audit: \(who.name) (\(who.role.rawValue)) \(what): refused, needs \(needed.rawValue)")
+      entry.outcome = "refused, needs \(needed.rawValue)"
+      entry.refused = true
+      await audit(entry)
       throw HTTPError(
-        .forbidden, message: "\(who.name)'s token is a \(who.role.rawValue)'s; \(what) needs \(needed.rawValue)")
+        .forbidden,
+        message: "\(who.name)'s token is a \(who.role.rawValue)'s; \(request.method) \(path) needs \(needed.rawValue)")
     }
     guard needed > .viewer else { return try await next(request, context) }
     do {
       let response = try await next(request, context)
-      audit("admin: audit: \(who.name) (\(who.role.rawValue)) \(what): \(response.status.code)")
+      entry.outcome = "\(response.status.code)"
+      await audit(entry)
       return response
     } catch {
       let status = (error as? HTTPResponseError)?.status.code ?? 500
-      audit("admin: audit: \(who.name) (\(who.role.rawValue)) \(what): \(status) \(error)")
+      entry.outcome = "\(status) \(error)"
+      await audit(entry)
       throw error
     }
   }

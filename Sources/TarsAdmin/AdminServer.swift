@@ -76,7 +76,15 @@ public final class AdminServer: Sendable {
     log: @escaping @Sendable (String) -> Void
   ) async throws -> AdminServer {
     let router = Router()
-    router.add(middleware: AccessMiddleware(tokens: tokens, audit: log))
+    router.add(
+      middleware: AccessMiddleware(tokens: tokens) { entry in
+        log(entry.line)
+        do throws(StoreError) {
+          _ = try await d.store.create(.events, entry.event(namespace: d.namespace))
+        } catch {
+          log("admin: cannot record the audit Event (\(error.message)); the line above stands")
+        }
+      })
     AdminRoutes(d: d).register(on: router.group(RouterPath(AdminAPI.prefix)))
     var logger = Logger(label: "tars.admin")
     logger.logLevel = .warning

@@ -42,8 +42,10 @@ struct LeaderElectionTests {
     _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
     let running = Running()
     // A lease far longer than the test: b can only lead through a's release.
+    // (and a renew deadline long enough that a loaded machine never makes a step down).
     var long = Self.fast
     long.leaseDuration = .seconds(120)
+    long.renewDeadline = .seconds(100)
     let (a, ta) = elect(store, "a", running, timing: long)
     #expect(await eventually { a.isLeader })
     let (b, tb) = elect(store, "b", running, timing: long)

@@ -130,6 +130,17 @@ struct ClusterRBACTests {
     _ = try await client.post("/servers/Test.HelloServer/scale", ScaleRequest(replicas: 2), as: ApplyRow.self)
     _ = try client.decode(try await client.send(.DELETE, "/servers/Test.HelloServer")) as ApplyRow
 
+    // Each change is an Event about what it changed, with who made it.
+    let audit = try await store.list(.events, namespace: "tars", options: ListOptions()).items.filter {
+      $0.labels["tars.io/audit"] == "admin"
+    }
+    let messages = audit.map { $0.json["message"]?.stringValue ?? "" }
+    #expect(messages.contains("admin (admin) POST /api/v1/servers/Test.HelloServer/scale: 200"), "\(messages)")
+    let drained = try #require(audit.first { ($0.json["message"]?.stringValue ?? "").contains("/drain") })
+    #expect(drained.json[path: ["involvedObject", "kind"]]?.stringValue == "Pod")
+    #expect(drained.json[path: ["involvedObject", "name"]]?.stringValue == "test-helloserver-0")
+    #expect(!messages.contains { $0.contains(" GET ") }, "reads are not recorded")
+
     await admin.stop()
     for t in informers { t.cancel() }
     await nodeClient.close()

@@ -6,9 +6,9 @@ import TarsProtocol
 import TarsTestSupport
 import Testing
 
-/// `tars-controlplane config` and `admin`, the services a cluster runs beside the registry and
+/// `tars-controlplane config`, `notify` and `admin`, the services a cluster runs beside the registry and
 /// the controller, as real processes on a store file; the registry names them.
-@Suite("tars-controlplane config and admin, the executables", .serialized)
+@Suite("tars-controlplane config, notify and admin, the executables", .serialized)
 struct ServiceCommandTests {
   func store(_ dir: TemporaryDirectory) async throws -> String {
     let path = dir.file("state.sqlite")
@@ -68,7 +68,7 @@ struct ServiceCommandTests {
     #expect(log.contains("config: namespace tars on embedded store") && log.contains("ConfigObj 127.0.0.1:\(port)"))
   }
 
-  @Test func adminAnswersTarsctlWithItsTokenAndServesNotifyObj() async throws {
+  @Test func adminAnswersTarsctlWithItsTokenAndListsWhatNotifyObjRecorded() async throws {
     let dir = try TemporaryDirectory()
     defer { dir.remove() }
     let path = try await store(dir)
@@ -90,10 +90,12 @@ struct ServiceCommandTests {
     chmod(token, 0o440)
     let (admin, notify) = (freePort(), freePort())
     let (p, err) = try start([
-      "admin", "--store", path, "--bind", "127.0.0.1", "--admin-port", "\(admin)", "--notify-port", "\(notify)",
-      "--token-file", token, "--node-secret-file", dir.file("secret"),
+      "admin", "--store", path, "--bind", "127.0.0.1", "--admin-port", "\(admin)", "--token-file", token,
+      "--node-secret-file", dir.file("secret"),
     ])
     defer { if p.isRunning { p.terminate() } }
+    let (n, notifyErr) = try start(["notify", "--store", path, "--bind", "127.0.0.1", "--notify-port", "\(notify)"])
+    defer { if n.isRunning { n.terminate() } }
     let flags = ["--admin", "http://127.0.0.1:\(admin)", "--token-file", alice]
     #expect(
       await eventually(30) {
@@ -124,7 +126,8 @@ struct ServiceCommandTests {
     try "ffffffffffffffffffffffffffffffff".write(toFile: wrong, atomically: true, encoding: .utf8)
     let refused = try Tool.run("tarsctl", ["servers", "--admin", "http://127.0.0.1:\(admin)", "--token-file", wrong])
     #expect(refused.status != 0 && refused.stderr.contains("401"), "\(refused)")
-    // NotifyObj: a report arrives and is listed.
+    // NotifyObj (its own process): a report becomes an Event the admin API lists.
+    #expect(await eventually(30) { (try? RawSocket(port: notify)) != nil })
     let s = try RawSocket(port: notify)
     s.send(
       Notify.ReportServer.request(
@@ -135,6 +138,8 @@ struct ServiceCommandTests {
       await eventually(10) {
         try Tool.run("tarsctl", ["notifications"] + flags).stdout.contains("restart from the test")
       })
+    let notifyLog = try await stop(n, notifyErr)
+    #expect(notifyLog.contains("notify: namespace tars on embedded store"), "\(notifyLog)")
     let log = try await stop(p, err)
     #expect(log.contains("admin: namespace tars on embedded store"), "\(log)")
     // Every change, and every refusal, with who.
@@ -180,7 +185,7 @@ struct ServiceCommandTests {
 
   @Test(arguments: [
     ("config", "--config-port", "ConfigObj"), ("admin", "--admin-port", "admin API"),
-    ("admin", "--notify-port", "NotifyObj"),
+    ("notify", "--notify-port", "NotifyObj"),
   ])
   func aTakenPortNamesTheServiceAndTheFlag(_ command: String, _ flag: String, _ service: String) async throws {
     let dir = try TemporaryDirectory()
@@ -194,7 +199,6 @@ struct ServiceCommandTests {
     var arguments = [command, "--store", dir.file("state.sqlite"), "--bind", "127.0.0.1"]
     if command == "admin" {
       arguments += ["--token-file", token, "--node-secret-file", dir.file("secret")]
-      arguments += flag == "--admin-port" ? ["--notify-port", "\(freePort())"] : ["--admin-port", "\(freePort())"]
     }
     let out = try Tool.run("tars-controlplane", arguments + [flag, "\(holder.port)"])
     #expect(out.status != 0)
