@@ -61,6 +61,8 @@ public final class EmbeddedStore: ObjectStore {
     do {
       var config = Configuration()
       config.journalMode = .wal
+      // Another process on the same file (a service beside `up`, a test) waits its turn.
+      config.busyMode = .timeout(10)
       db = try path.map { try DatabaseQueue(path: $0, configuration: config) } ?? DatabaseQueue()
       try db.write { db in
         try db.execute(

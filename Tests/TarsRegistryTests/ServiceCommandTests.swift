@@ -127,7 +127,8 @@ struct ServiceCommandTests {
     let refused = try Tool.run("tarsctl", ["servers", "--admin", "http://127.0.0.1:\(admin)", "--token-file", wrong])
     #expect(refused.status != 0 && refused.stderr.contains("401"), "\(refused)")
     // NotifyObj (its own process): a report becomes an Event the admin API lists.
-    #expect(await eventually(30) { (try? RawSocket(port: notify)) != nil })
+    let listening = await eventually(30) { (try? RawSocket(port: notify)) != nil }
+    if !listening { Issue.record("notify is not listening: \(try await stop(n, notifyErr))") }
     let s = try RawSocket(port: notify)
     s.send(
       Notify.ReportServer.request(
