@@ -25,6 +25,8 @@ let package = Package(
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+    .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
   ],
   targets: [
     // The protocol core: codec, packets, framing, endpoints, config files, dispatch rules.
@@ -101,6 +103,14 @@ let package = Package(
         "TarsKube", "TarsCRD", "TarsFramework", "TarsNIO", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
+    // OCI images without a daemon: server packages unpacked with care, reproducible layers,
+    // image layouts (and, for tarsctl and the image service, registries).
+    .target(
+      name: "TarsImage",
+      dependencies: [
+        "TarsKube", "TarsProtocol", .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "CompressNIO", package: "compress-nio"), .product(name: "NIOCore", package: "swift-nio"),
+      ], swiftSettings: strict),
     // What the control plane's subcommands share: choosing the store, waiting for SIGTERM.
     .target(
       name: "TarsControlPlaneCore", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient", "TarsProtocol"],
@@ -160,7 +170,7 @@ let package = Package(
     .executableTarget(
       name: "tarsctl",
       dependencies: [
-        "TarsCtlCore", "TarsAdminAPI", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "TarsCtlCore", "TarsAdminAPI", "TarsImage", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Sources/TarsCtl", swiftSettings: strict),
     // Prints codec and RPC figures (Benchmarks/run); not a test.
@@ -228,6 +238,10 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
+    .testTarget(
+      name: "TarsImageTests",
+      dependencies: ["TarsImage", "TarsTestSupport", "TarsProtocol", "TarsFramework", "TarsExampleHello"],
+      swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",
       dependencies: [
