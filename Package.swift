@@ -110,6 +110,9 @@ let package = Package(
       dependencies: [
         "TarsKube", "TarsProtocol", .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "CompressNIO", package: "compress-nio"), .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
       ], swiftSettings: strict),
     // What the control plane's subcommands share: choosing the store, waiting for SIGTERM.
     .target(

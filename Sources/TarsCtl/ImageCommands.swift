@@ -3,14 +3,14 @@ import Foundation
 import TarsImage
 
 /// `tarsctl image`: build, inspect (and push) OCI images of Tars servers without a daemon.
-struct ImageCommand: ParsableCommand {
+struct ImageCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "image",
     abstract: "Build and inspect server images (OCI) without a Docker daemon.",
-    subcommands: [ImageBuildCommand.self, ImageInspectCommand.self])
+    subcommands: [ImageBuildCommand.self, ImagePushCommand.self, ImageInspectCommand.self])
 }
 
-struct ImageBuildCommand: ParsableCommand {
+struct ImageBuildCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "build",
     abstract: "Build an image from a server package: unpacked at /usr/local/server/bin on a base.",
@@ -24,8 +24,11 @@ struct ImageBuildCommand: ParsableCommand {
   @Argument(help: "The server package (.tgz); leave out to build the base with only the other changes.")
   var package: String?
 
-  @Option(name: .long, help: "scratch, or an OCI image layout: oci:DIR[:TAG].")
+  @Option(
+    name: .long, help: "scratch, an OCI image layout (oci:DIR[:TAG]), or an image in a registry (REGISTRY/REPO:TAG).")
   var base = "scratch"
+
+  @OptionGroup var registry: RegistryOptions
 
   @Option(name: [.customShort("t"), .customLong("tag")], help: "Where the image goes: oci:DIR:TAG.")
   var tag: String
@@ -74,11 +77,26 @@ struct ImageBuildCommand: ParsableCommand {
     }
   }
 
-  func run() throws {
+  func run() async throws {
     let (directory, name) = try Self.destination(tag)
     var build = ImageBuild()
     do {
-      build.base = try ImageBuild.Base(parsing: base)
+      if base == "scratch" || base.hasPrefix("oci:") {
+        build.base = try ImageBuild.Base(parsing: base)
+      } else {
+        // A registry base is pulled into the destination layout first (its blobs stay for the next build).
+        let ref = try ImageReference(parsing: base)
+        let client = try registry.client(for: ref)
+        let baseTag = "base-" + String(Digest.of(Array(base.utf8)).hex.prefix(12))
+        do {
+          _ = try await client.pull(ref, into: try ImageLayout(path: directory), tag: baseTag)
+          await client.shutdown()
+        } catch {
+          await client.shutdown()
+          throw error
+        }
+        build.base = .layout(path: directory, tag: baseTag)
+      }
       build.package = package
       build.server = server
       build.serverType = serverType
@@ -131,6 +149,97 @@ struct ImageBuildCommand: ParsableCommand {
     var config: String
     var layers: [String]
     var package: String?
+  }
+}
+
+/// How to reach a registry and prove who we are.
+struct RegistryOptions: ParsableArguments {
+  @Option(name: .long, help: "The registry user.") var username: String?
+  @Option(name: .customLong("password-file"), help: "A file holding the registry password.") var passwordFile: String?
+  @Option(
+    name: .customLong("docker-config"),
+    help: "A docker config (or a dockerconfigjson Secret's content) with credentials (default ~/.docker/config.json).")
+  var dockerConfig: String?
+  @Flag(name: .customLong("plain-http"), help: "Talk HTTP, not HTTPS (a registry on loopback or a cluster network).")
+  var plainHTTP = false
+  @Option(name: .customLong("ca-file"), help: "The CA (PEM) that signed the registry's certificate.") var caFile:
+    String?
+
+  func client(for ref: ImageReference) throws -> RegistryClient {
+    var o = RegistryClient.Options()
+    o.plainHTTP = plainHTTP
+    o.caFile = caFile
+    do {
+      if let username {
+        guard let passwordFile else { throw ImageError("--username needs --password-file") }
+        guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
+          throw ImageError("cannot read --password-file \(passwordFile)")
+        }
+        o.credentials = RegistryCredentials(
+          username: username, password: text.trimmingCharacters(in: .whitespacesAndNewlines))
+      } else {
+        let path =
+          dockerConfig ?? (ProcessInfo.processInfo.environment["HOME"].map { $0 + "/.docker/config.json" } ?? "")
+        if dockerConfig != nil || FileManager.default.fileExists(atPath: path) {
+          o.credentials = try RegistryCredentials.fromDockerConfig(path, registry: ref.registry)
+        }
+      }
+      return try RegistryClient(options: o)
+    } catch let error as ImageError {
+      throw fail(error.message)
+    }
+  }
+}
+
+struct ImagePushCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "push",
+    abstract: "Push an image from an OCI layout to a registry: only the blobs it lacks, then the manifest.",
+    discussion: """
+      Example: tarsctl image push oci:out:hello-1 registry.example.com:5000/test/hello:1 \
+                 --username ci --password-file ~/.registry-password
+      """)
+
+  @Argument(help: "oci:DIR:TAG") var image: String
+  @Argument(help: "REGISTRY/REPOSITORY:TAG") var destination: String
+  @OptionGroup var registry: RegistryOptions
+  @Option(name: .customLong("mount-from"), help: "A repository of the same registry that may hold the base's layers.")
+  var mountFrom: String?
+  @Option(name: [.customShort("o"), .customLong("output")], help: "text or json.") var output = "text"
+
+  func run() async throws {
+    let (directory, tag) = try ImageBuildCommand.destination(image)
+    let json = output == "json"
+    do {
+      let ref = try ImageReference(parsing: destination)
+      let layout = try ImageLayout(path: directory, create: false)
+      let client = try registry.client(for: ref)
+      let digest: Digest
+      do {
+        digest = try await client.push(layout, tag: tag, to: ref, mountFrom: mountFrom) { event in
+          guard !json else { return }
+          switch event {
+          case .exists(let d, let size): print("exists    \(d)  \(size) bytes")
+          case .mounted(let d, let size): print("mounted   \(d)  \(size) bytes")
+          case .uploading(let d, let sent, let total): print("uploading \(d)  \(sent)/\(total) bytes")
+          case .uploaded(let d, let size): print("pushed    \(d)  \(size) bytes")
+          case .manifest(let d): print("manifest  \(d)")
+          }
+        }
+        await client.shutdown()
+      } catch {
+        await client.shutdown()
+        throw error
+      }
+      if json {
+        print(
+          #"{"image": "\#(ref)", "digest": "\#(digest)", "pinned": "\#(ref.registry)/\#(ref.repository)@\#(digest)"}"#)
+      } else {
+        print("image     \(ref.registry)/\(ref.repository)@\(digest)")
+      }
+    } catch let error as ImageError {
+      throw fail(error.message)
+    }
   }
 }
 
