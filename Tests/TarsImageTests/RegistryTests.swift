@@ -156,11 +156,8 @@ struct RegistryTests {
         socketserver.TCPServer.allow_reuse_address = True
         socketserver.TCPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
         """
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-      p.arguments = ["-c", script, "\(port)", mode]
-      try p.run()
-      defer { p.terminate() }
+      let server = try Spawned.start(["/usr/bin/python3", "-c", script, "\(port)", mode])
+      defer { Spawned.kill(server) }
       var ready = false
       for _ in 0..<100 where !ready {
         ready = (try? RawSocket(port: port)) != nil

@@ -18,7 +18,7 @@ final class TestRegistry: @unchecked Sendable {
   let port: Int
   let username = "tars"
   let password = "registry-pass-\(UInt32.random(in: 0...UInt32.max))"
-  var process: Process?
+  var pid: pid_t = 0
 
   init() throws {
     dir = try TemporaryDirectory("tars-registry")
@@ -45,14 +45,9 @@ final class TestRegistry: @unchecked Sendable {
   var host: String { "127.0.0.1:\(port)" }
   var credentials: RegistryCredentials { RegistryCredentials(username: username, password: password) }
 
+  /// Spawned with posix_spawn and reaped with waitpid by its pid (see `Spawned`).
   func start() throws {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: Self.binary)
-    p.arguments = ["serve", dir.file("config.yml")]
-    p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-    p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-    try p.run()
-    process = p
+    pid = try Spawned.start([Self.binary, "serve", dir.file("config.yml")])
     let deadline = Date().addingTimeInterval(10)
     while Date() < deadline {
       if (try? RawSocket(port: port)) != nil { return }
@@ -63,10 +58,8 @@ final class TestRegistry: @unchecked Sendable {
 
   /// Kills it outright (as a crash or a node loss would; SIGTERM waits for connections to drain).
   func stop() {
-    guard let p = process, p.isRunning else { return }
-    kill(p.processIdentifier, SIGKILL)
-    p.waitUntilExit()
-    process = nil
+    Spawned.kill(pid)
+    pid = 0
   }
 
   /// `stop()` and `start()` from async code: on a GCD thread, so their waits never hold one of
@@ -113,5 +106,32 @@ final class TestRegistry: @unchecked Sendable {
   deinit {
     stop()
     dir.remove()
+  }
+}
+
+/// Child processes by pid, with posix_spawn, kill and waitpid: Foundation's `Process` in a test
+/// run full of other suites' children was seen signalling the wrong pid (its `terminate()` took
+/// the whole test process down), so the image tests manage their servers themselves.
+enum Spawned {
+  static func start(_ argv: [String]) throws -> pid_t {
+    var cArgs = argv.map { strdup($0) } + [nil]
+    defer { for a in cArgs { free(a) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var child: pid_t = 0
+    let rc = posix_spawn(&child, argv[0], &actions, nil, &cArgs, environ)
+    guard rc == 0, child > 0 else { throw ImageError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+    return child
+  }
+
+  /// SIGKILL and reap; nothing for a pid of 0 or less (never a process group).
+  static func kill(_ pid: pid_t) {
+    guard pid > 0 else { return }
+    Glibc.kill(pid, SIGKILL)
+    var status: Int32 = 0
+    waitpid(pid, &status, 0)
   }
 }

@@ -1,0 +1,81 @@
+"""Server package → image → registry, beside `tar czf` of the same files and `skopeo copy` of the
+result, in interleaved rounds on one machine (ratios, not absolute times, are the figures).
+
+A 100 MiB package of real executables (the Swift toolchain's, a fixed set), built with the
+release tarsctl: `image build` (unpack the package, write the layer through tar, gzip and both
+digests in one stream) + `image push` to Debian's docker-registry on loopback; beside it
+`tar czf` of the unpacked files and `skopeo copy` of the built image to a fresh repository.
+Peak RSS of each (GNU time's maximum resident set size) shows memory stays flat: the layer is
+streamed, never held.
+"""
+import json, os, shutil, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TARSCTL = os.path.join(ROOT, ".build/release/tarsctl")
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+
+
+def timed(argv, **kw):
+    """Wall seconds and peak RSS (KiB) of one run."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *argv], capture_output=True, text=True, **kw)
+    if out.returncode != 0:
+        sys.exit(f"{argv[0]} failed: {out.stderr[-2000:]}")
+    seconds, kib = out.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(kib)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="tars-image-bench.")
+    try:
+        top = os.path.join(work, "pkg", "Big")
+        os.makedirs(top)
+        total = 0
+        for name in sorted(os.listdir("/opt/swift/usr/bin")):
+            path = os.path.join("/opt/swift/usr/bin", name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            size = os.path.getsize(path)
+            if total + size > 100 << 20:
+                continue
+            shutil.copyfile(path, os.path.join(top, name))
+            total += size
+        subprocess.run(["tar", "czf", os.path.join(work, "Big.tgz"), "-C", os.path.join(work, "pkg"), "Big"], check=True)
+        # The registry.
+        port = 5191
+        with open(os.path.join(work, "htpasswd"), "w") as f:
+            f.write(subprocess.run(["htpasswd", "-Bbn", "bench", "bench-pass"], capture_output=True, text=True).stdout)
+        with open(os.path.join(work, "pw"), "w") as f:
+            f.write("bench-pass\n")
+        with open(os.path.join(work, "registry.yml"), "w") as f:
+            f.write(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {work}/data}}\n"
+                    f"http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd: {{realm: bench, path: {work}/htpasswd}}\n")
+        registry = subprocess.Popen(["docker-registry", "serve", os.path.join(work, "registry.yml")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        auth = ["--plain-http", "--username", "bench", "--password-file", os.path.join(work, "pw")]
+        rows = {"tar czf": [], "build + push": [], "skopeo copy": []}
+        try:
+            for r in range(ROUNDS):
+                rows["tar czf"].append(timed(["tar", "czf", os.path.join(work, f"plain{r}.tgz"), "-C",
+                                              os.path.join(work, "pkg"), "Big"]))
+                layout = os.path.join(work, f"layout{r}")
+                t1 = timed([TARSCTL, "image", "build", os.path.join(work, "Big.tgz"), "--server", "Test.Big",
+                            "--type", "cpp", "-t", f"oci:{layout}:b"])
+                t2 = timed([TARSCTL, "image", "push", f"oci:{layout}:b", f"127.0.0.1:{port}/bench/ours{r}:1", *auth])
+                rows["build + push"].append((t1[0] + t2[0], max(t1[1], t2[1])))
+                rows["skopeo copy"].append(timed(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds",
+                                                  "bench:bench-pass", f"oci:{layout}:b",
+                                                  f"docker://127.0.0.1:{port}/bench/skopeo{r}:1"]))
+        finally:
+            registry.terminate()
+        print(f"package: {total / (1 << 20):.1f} MiB of executables, {ROUNDS} interleaved rounds (median)")
+        base = sorted(s for s, _ in rows["tar czf"])[ROUNDS // 2]
+        for name, values in rows.items():
+            seconds = sorted(s for s, _ in values)[ROUNDS // 2]
+            rss = max(k for _, k in values)
+            print(f"  {name:14s} {seconds:6.2f} s  ×{seconds / base:4.2f} of tar czf   peak RSS {rss / 1024:6.1f} MiB")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+main()
