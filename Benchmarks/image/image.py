@@ -4,7 +4,8 @@ result, in interleaved rounds on one machine (ratios, not absolute times, are th
 A 100 MiB package of real executables (the Swift toolchain's, a fixed set), built with the
 release tarsctl: `image build` (unpack the package, write the layer through tar, gzip and both
 digests in one stream) + `image push` to Debian's docker-registry on loopback; beside it
-`tar czf` of the unpacked files and `skopeo copy` of the built image to a fresh repository.
+`tar czf` of the unpacked files, and our push alone beside `skopeo copy` of the built image,
+each to a registry with empty storage (a reproducible build's blobs would otherwise be there).
 Peak RSS of each (GNU time's maximum resident set size) shows memory stays flat: the layer is
 streamed, never held.
 """
@@ -49,25 +50,39 @@ def main():
         with open(os.path.join(work, "registry.yml"), "w") as f:
             f.write(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {work}/data}}\n"
                     f"http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd: {{realm: bench, path: {work}/htpasswd}}\n")
-        registry = subprocess.Popen(["docker-registry", "serve", os.path.join(work, "registry.yml")],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
         auth = ["--plain-http", "--username", "bench", "--password-file", os.path.join(work, "pw")]
-        rows = {"tar czf": [], "build + push": [], "skopeo copy": []}
-        try:
-            for r in range(ROUNDS):
-                rows["tar czf"].append(timed(["tar", "czf", os.path.join(work, f"plain{r}.tgz"), "-C",
-                                              os.path.join(work, "pkg"), "Big"]))
-                layout = os.path.join(work, f"layout{r}")
+        rows = {"tar czf": [], "build + push": [], "push alone": [], "skopeo copy": []}
+
+        def fresh_registry(n):
+            """A registry with empty storage: every push uploads every blob."""
+            shutil.rmtree(os.path.join(work, "data"), ignore_errors=True)
+            p = subprocess.Popen(["docker-registry", "serve", os.path.join(work, "registry.yml")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            return p
+
+        for r in range(ROUNDS):
+            rows["tar czf"].append(timed(["tar", "czf", os.path.join(work, f"plain{r}.tgz"), "-C",
+                                          os.path.join(work, "pkg"), "Big"]))
+            layout = os.path.join(work, f"layout{r}")
+            registry = fresh_registry(r)
+            try:
                 t1 = timed([TARSCTL, "image", "build", os.path.join(work, "Big.tgz"), "--server", "Test.Big",
                             "--type", "cpp", "-t", f"oci:{layout}:b"])
-                t2 = timed([TARSCTL, "image", "push", f"oci:{layout}:b", f"127.0.0.1:{port}/bench/ours{r}:1", *auth])
-                rows["build + push"].append((t1[0] + t2[0], max(t1[1], t2[1])))
+                t2 = timed([TARSCTL, "image", "push", f"oci:{layout}:b", f"127.0.0.1:{port}/bench/ours:1", *auth])
+            finally:
+                registry.terminate()
+                registry.wait()
+            rows["build + push"].append((t1[0] + t2[0], max(t1[1], t2[1])))
+            rows["push alone"].append(t2)
+            registry = fresh_registry(r)
+            try:
                 rows["skopeo copy"].append(timed(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds",
                                                   "bench:bench-pass", f"oci:{layout}:b",
-                                                  f"docker://127.0.0.1:{port}/bench/skopeo{r}:1"]))
-        finally:
-            registry.terminate()
+                                                  f"docker://127.0.0.1:{port}/bench/skopeo:1"]))
+            finally:
+                registry.terminate()
+                registry.wait()
         print(f"package: {total / (1 << 20):.1f} MiB of executables, {ROUNDS} interleaved rounds (median)")
         base = sorted(s for s, _ in rows["tar czf"])[ROUNDS // 2]
         for name, values in rows.items():
