@@ -118,8 +118,7 @@ public struct AuditEntry: Sendable {
       reason: refused ? "AdminRefused" : "AdminCall",
       message: "\(who) (\(role.rawValue)) \(method) \(path): \(outcome)",
       component: "tars-tarsadmin",
-      suffix: String(UInt64(time.timeIntervalSince1970 * 1_000_000), radix: 16)
-        + String(UInt16.random(in: 0...UInt16.max), radix: 16))
+      suffix: KubeObject.eventSuffix(time))
     if kind == "TServer" { e.json.set(["involvedObject", "apiVersion"], .string("k8s.tars.io/v1beta3")) }
     if kind == "Namespace" { e.json.set(["involvedObject", "namespace"], nil) }
     e.json.set(["metadata", "labels"], .object([("tars.io/audit", .string(who))]))

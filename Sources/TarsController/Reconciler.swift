@@ -236,7 +236,7 @@ public struct Reconciler: Sendable {
   }
 
   func event(_ tserver: KubeObject, type: String, reason: String, message: String) async {
-    let suffix = String(UInt64(Date().timeIntervalSince1970 * 1_000_000), radix: 16)
+    let suffix = KubeObject.eventSuffix()
     _ = try? await store.create(
       .events,
       KubeObject.event(

@@ -1,4 +1,5 @@
 import Crypto
+import TarsProtocol
 
 /// A content digest as OCI writes it, `sha256:<64 hex>`: what names every blob, what a
 /// manifest lists, and what a pull checks the bytes against.
@@ -45,7 +46,7 @@ public struct Hasher256 {
   }
 
   public func finish() -> Digest {
-    Digest(hex: sha.finalize().map { String($0, radix: 16).leftPadded(2) }.joined())
+    Digest(hex: Hex.encode(Array(sha.finalize())))
   }
 }
 

@@ -27,6 +27,21 @@ final class InputFile {
   }
 }
 
+extension InputFile {
+  /// The whole of a small file (an index, a manifest, a config), refused beyond `limit`.
+  static func contents(_ path: String, limit: Int) throws(ImageError) -> [UInt8] {
+    let file = try InputFile(path)
+    var out: [UInt8] = []
+    while true {
+      let chunk: [UInt8]
+      do { chunk = try file.read() } catch { throw ImageError("cannot read \(path): \(error)") }
+      if chunk.isEmpty { return out }
+      out += chunk
+      guard out.count <= limit else { throw ImageError("\(path) is over \(limit) bytes") }
+    }
+  }
+}
+
 final class OutputFile {
   let fd: Int32
   let path: String
@@ -68,11 +83,6 @@ enum Paths {
   static func exists(_ path: String) -> Bool {
     var st = stat()
     return lstat(path, &st) == 0
-  }
-
-  static func isDirectory(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
   }
 
   /// mkdir -p.

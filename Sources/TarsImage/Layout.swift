@@ -28,15 +28,7 @@ public final class BlobStore: Sendable {
 
   /// A small blob's bytes, checked against its digest.
   public func read(_ d: Digest, limit: Int = 4 << 20) throws(ImageError) -> [UInt8] {
-    let file = try InputFile(path(d))
-    var out: [UInt8] = []
-    while true {
-      let chunk: [UInt8]
-      do { chunk = try file.read() } catch { throw ImageError("cannot read blob \(d): \(error)") }
-      if chunk.isEmpty { break }
-      out += chunk
-      guard out.count <= limit else { throw ImageError("blob \(d) is over \(limit) bytes: not a manifest or config") }
-    }
+    let out = try InputFile.contents(path(d), limit: limit)
     guard Digest.of(out) == d else { throw ImageError("blob \(d) does not match its digest: the store is damaged") }
     return out
   }
@@ -96,14 +88,7 @@ public final class ImageLayout: Sendable {
   }
 
   public func index() throws(ImageError) -> Index {
-    let file = try InputFile(path + "/index.json")
-    var bytes: [UInt8] = []
-    while true {
-      let chunk: [UInt8]
-      do { chunk = try file.read() } catch { throw ImageError("cannot read \(path)/index.json: \(error)") }
-      if chunk.isEmpty { break }
-      bytes += chunk
-    }
+    let bytes = try InputFile.contents(path + "/index.json", limit: 4 << 20)
     return try CanonicalJSON.decode(Index.self, from: bytes, what: "\(path)/index.json")
   }
 

@@ -121,20 +121,13 @@ public enum ServerPackage {
       throw ImageError(
         "\(package) holds no file below its top directory: pack the server's directory (tar czf NAME.tgz NAME/)")
     }
-    // The rest of the file: the digest covers all of it.
-    while !(try readRest(file, into: &packageHash)) {}
-    return Unpacked(digest: packageHash.finish(), files: files, bytes: total)
-  }
-
-  static func readRest(_ file: InputFile, into hash: inout Hasher256) throws(ImageError) -> Bool {
-    let chunk: [UInt8]
+    // The rest of the file (the gzip trailer, padding): the digest covers all of it.
     do {
-      chunk = try file.read()
+      while case let chunk = try file.read(), !chunk.isEmpty { packageHash.update(chunk) }
     } catch {
-      throw ImageError("cannot read \(file.path): \(error)")
+      throw ImageError("cannot read \(package): \(error)")
     }
-    hash.update(chunk)
-    return chunk.isEmpty
+    return Unpacked(digest: packageHash.finish(), files: files, bytes: total)
   }
 
   /// The entry's path below the package's top directory (`HelloServer/`), nil for the top

@@ -109,6 +109,13 @@ public func kubeTimestamp(_ date: Date = Date()) -> String {
 }
 
 extension KubeObject {
+  /// A suffix that makes an Event's name unique (`<object>.<suffix>`), as the API server's
+  /// recorders do: the time in microseconds, hex, and a random tail for two in one microsecond.
+  public static func eventSuffix(_ time: Date = Date()) -> String {
+    String(UInt64(time.timeIntervalSince1970 * 1_000_000), radix: 16)
+      + String(UInt16.random(in: 0...UInt16.max), radix: 16)
+  }
+
   /// A core/v1 Event about `kind`/`name` (what `kubectl describe` and `tarsctl events` list).
   /// Its name is the object's plus a unique suffix, as the API server's recorders make them.
   public static func event(

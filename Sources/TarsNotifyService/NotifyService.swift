@@ -145,7 +145,7 @@ public final class NotifyService: NotifyServant, Sendable {
   public static func event(_ n: NotifyRecord, namespace: String, time: Date) -> KubeObject {
     let parts = n.server.split(separator: ".", maxSplits: 1).map(String.init)
     let tserver = parts.count == 2 ? "\(parts[0])-\(parts[1])".lowercased() : n.server.lowercased()
-    let suffix = String(UInt64(time.timeIntervalSince1970 * 1_000_000), radix: 16) + NotifyService.randomTail()
+    let suffix = KubeObject.eventSuffix(time)
     var e = KubeObject.event(
       namespace: namespace, kind: "TServer", name: tserver, type: n.isAlarm || n.level >= 1 ? "Warning" : "Normal",
       reason: n.isAlarm ? "TarsAlarm" : "TarsNotify", message: n.message, component: "tars-tarsnotify",
@@ -162,10 +162,6 @@ public final class NotifyService: NotifyServant, Sendable {
     e.json.set(["firstTimestamp"], .string(stamp))
     e.json.set(["lastTimestamp"], .string(stamp))
     return e
-  }
-
-  static func randomTail() -> String {
-    String(UInt16.random(in: 0...UInt16.max), radix: 16)
   }
 
   /// The notifications among `events`, newest first, of one server (`App.Server`) or all.
