@@ -123,7 +123,7 @@ let package = Package(
       dependencies: [
         "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI", "TarsProtocol", "TarsController",
         "TarsAdmin", "TarsAuth", "TarsConfigService", "TarsNotifyService", "TarsNIO", "TarsKube", "TarsFramework",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "TarsImageService", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),
     // The admin API's documents and the client tarsctl uses.
@@ -134,12 +134,18 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
+    // The image service: uploaded packages built, pushed and recorded as releases (TImage).
+    .target(
+      name: "TarsImageService",
+      dependencies: ["TarsImage", "TarsKube", "TarsProtocol", .product(name: "NIOPosix", package: "swift-nio")],
+      swiftSettings: strict),
     // The admin HTTP API (Hummingbird): servers, pods, commands fanned out to NodeObj, manifests.
     .target(
       name: "TarsAdmin",
       dependencies: [
         "TarsAdminAPI", "TarsKube", "TarsRegistry", "TarsNotifyService", "TarsNIO", "TarsAuth", "TarsFramework",
-        .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log"),
+        "TarsImageService", .product(name: "Hummingbird", package: "hummingbird"),
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
@@ -152,7 +158,7 @@ let package = Package(
       name: "TarsOneMachine",
       dependencies: [
         "TarsAdmin", "TarsAdminAPI", "TarsLocalRuntime", "TarsRegistry", "TarsConfigService", "TarsNotifyService",
-        "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework", "TarsController",
+        "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework", "TarsController", "TarsImageService",
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
     // tars.tarsconfig.ConfigObj from TConfig objects.
@@ -243,7 +249,11 @@ let package = Package(
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsImageTests",
-      dependencies: ["TarsImage", "TarsTestSupport", "TarsProtocol", "TarsFramework", "TarsExampleHello"],
+      dependencies: [
+        "TarsImage", "TarsImageService", "TarsTestSupport", "TarsProtocol", "TarsFramework", "TarsExampleHello",
+        "TarsAdmin", "TarsAdminAPI", "TarsAuth", "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsStoreTestSupport",
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
       swiftSettings: strict),
     .testTarget(
       name: "TarsRPCTests",

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import TarsControlPlaneCore
 import TarsController
+import TarsKube
 import TarsProtocol
 import TarsRegistry
 

@@ -5,6 +5,7 @@ import TarsAdmin
 import TarsAuth
 import TarsConfigService
 import TarsControlPlaneCore
+import TarsImageService
 import TarsKube
 import TarsNIO
 import TarsNotifyService
@@ -73,6 +74,12 @@ struct AdminCommand: AsyncParsableCommand {
   var nodeSecretFile = "/etc/tars/node-secret/secret"
   @Option(name: .customLong("max-replicas"), help: "The most replicas apply and scale accept.")
   var maxReplicas = 1000
+  @Option(
+    name: .customLong("image-work-dir"),
+    help: "Where uploaded packages are built into images (empty: no image service).")
+  var imageWorkDir = "/var/lib/tars-images"
+  @Option(name: .customLong("max-upload-mib"), help: "The largest package an upload may carry, in MiB.")
+  var maxUploadMiB = 1024
 
   /// The tokens (`TOKEN ROLE NAME` lines, or one bare admin token), refused when others may
   /// read the file or a token is too short to be a secret.
@@ -96,6 +103,9 @@ struct AdminCommand: AsyncParsableCommand {
     guard (0...100_000).contains(maxReplicas) else {
       throw ValidationError("--max-replicas must be 0...100000, not \(maxReplicas)")
     }
+    guard (1...16_384).contains(maxUploadMiB) else {
+      throw ValidationError("--max-upload-mib must be 1...16384, not \(maxUploadMiB)")
+    }
   }
 
   func run() async throws {
@@ -117,6 +127,14 @@ struct AdminCommand: AsyncParsableCommand {
       store: opened.store, namespace: namespace, tservers: tservers, pods: pods, nodeAuth: nodeAuth,
       nodeClient: nodeClient)
     deps.maxReplicas = maxReplicas
+    deps.maxUploadBytes = Int64(maxUploadMiB) << 20
+    if !imageWorkDir.isEmpty {
+      // The pod's name holds a build's Lease; two replicas never build one server at once.
+      let identity = ProcessInfo.processInfo.environment["PodName"] ?? ProcessInfo.processInfo.hostName
+      deps.images = ImageService(
+        store: opened.store, namespace: namespace,
+        options: ImageService.Options(identity: identity, workDirectory: imageWorkDir), log: stderrLog)
+    }
     let admin: AdminServer
     do {
       admin = try await AdminServer.start(

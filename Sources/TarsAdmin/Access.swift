@@ -21,7 +21,10 @@ public enum AdminRole: String, Sendable, Comparable, CaseIterable {
   static func needed(method: HTTPRequest.Method, path: String) -> AdminRole {
     if method == .get || method == .head { return .viewer }
     let route = path.split(separator: "?", maxSplits: 1).first?.split(separator: "/") ?? []
-    if method == .delete || route.last == "apply" { return .admin }
+    // Builds and releases change what runs, as apply does.
+    if method == .delete || route.last == "apply" || route.contains("images") {
+      return .admin
+    }
     return .operator
   }
 }
@@ -158,7 +161,7 @@ struct AccessMiddleware<Context: RequestContext>: RouterMiddleware {
     }
     guard needed > .viewer else { return try await next(request, context) }
     do {
-      let response = try await next(request, context)
+      let response = try await AdminCaller.$name.withValue(who.name) { try await next(request, context) }
       entry.outcome = "\(response.status.code)"
       await audit(entry)
       return response

@@ -7,6 +7,7 @@ import Synchronization
 import TarsAdminAPI
 import TarsAuth
 import TarsFramework
+import TarsImageService
 import TarsKube
 import TarsNIO
 import TarsNotifyService
@@ -35,6 +36,10 @@ public final class AdminServer: Sendable {
     /// The most replicas `apply` and `scale` accept (nil: no limit).
     public var maxReplicas: Int? = nil
     public var nodeClient: TarsNIOClient
+    /// Builds releases from uploaded packages (nil: the image routes answer 503).
+    public var images: ImageService? = nil
+    /// The largest package an upload may carry.
+    public var maxUploadBytes: Int64 = 1 << 30
     /// The tarsnode pid of each pod, where the control plane runs them itself.
     public var processes: @Sendable () async -> [String: Int32] = { [:] }
     /// The last `tail` lines of a pod's server output (or tarsnode's own log), nil if unknown.
@@ -85,7 +90,10 @@ public final class AdminServer: Sendable {
           log("admin: cannot record the audit Event (\(error.message)); the line above stands")
         }
       })
-    AdminRoutes(d: d).register(on: router.group(RouterPath(AdminAPI.prefix)))
+    let routes = AdminRoutes(d: d)
+    let group = router.group(RouterPath(AdminAPI.prefix))
+    routes.register(on: group)
+    routes.registerImages(on: group)
     var logger = Logger(label: "tars.admin")
     logger.logLevel = .warning
     let (bound, boundContinuation) = AsyncStream<Int>.makeStream()

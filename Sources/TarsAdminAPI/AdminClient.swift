@@ -48,6 +48,11 @@ public struct AdminClient: Sendable {
       request.headers.add(name: "Content-Type", value: contentType)
       request.body = .bytes(ByteBuffer(bytes: body))
     }
+    return try await finish(request, timeout: timeout)
+  }
+
+  /// Runs `request`; the body of a 2xx answer, or the API's reason as the error.
+  func finish(_ request: HTTPClientRequest, timeout: TimeAmount) async throws(AdminClientError) -> [UInt8] {
     let status: Int
     let bytes: [UInt8]
     do {
@@ -67,6 +72,25 @@ public struct AdminClient: Sendable {
       throw AdminClientError(status: status, "\(status): \(reason ?? String(decoding: bytes, as: UTF8.self))")
     }
     return bytes
+  }
+
+  /// Sends the file at `path` as the body, streamed (never whole in memory); `sent` hears
+  /// how many bytes have gone out.
+  public func upload<T: Decodable>(
+    _ path: String, to route: String, as: T.Type = T.self, sent: @escaping @Sendable (Int64) -> Void = { _ in }
+  ) async throws(AdminClientError) -> T {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+      throw AdminClientError("cannot read \(path): name the server package (.tgz)")
+    }
+    defer { try? handle.close() }
+    let size = (try? handle.seekToEnd()).map(Int64.init) ?? 0
+    _ = try? handle.seek(toOffset: 0)
+    var request = HTTPClientRequest(url: baseURL + AdminAPI.prefix + route)
+    request.method = .POST
+    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+    request.headers.add(name: "Content-Type", value: "application/gzip")
+    request.body = .stream(FileChunks(handle: handle, sent: sent), length: .known(size))
+    return try decode(try await finish(request, timeout: .hours(1)))
   }
 
   public func get<T: Decodable>(_ path: String, as: T.Type = T.self) async throws(AdminClientError) -> T {
@@ -92,4 +116,26 @@ public struct AdminClient: Sendable {
       throw AdminClientError("the admin API answered something unexpected: \(error)")
     }
   }
+}
+
+/// A file as a stream of 1 MiB buffers, for uploads.
+struct FileChunks: AsyncSequence, Sendable {
+  typealias Element = ByteBuffer
+  let handle: FileHandle
+  let sent: @Sendable (Int64) -> Void
+
+  struct AsyncIterator: AsyncIteratorProtocol {
+    let handle: FileHandle
+    let sent: @Sendable (Int64) -> Void
+    var total: Int64 = 0
+
+    mutating func next() async throws -> ByteBuffer? {
+      guard let data = try handle.read(upToCount: 1 << 20), !data.isEmpty else { return nil }
+      total += Int64(data.count)
+      sent(total)
+      return ByteBuffer(bytes: data)
+    }
+  }
+
+  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(handle: handle, sent: sent) }
 }

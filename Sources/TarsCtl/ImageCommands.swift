@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Synchronization
 import TarsImage
 
 /// `tarsctl image`: build, inspect (and push) OCI images of Tars servers without a daemon.
@@ -81,21 +82,9 @@ struct ImageBuildCommand: AsyncParsableCommand {
     let (directory, name) = try Self.destination(tag)
     var build = ImageBuild()
     do {
-      if base == "scratch" || base.hasPrefix("oci:") {
-        build.base = try ImageBuild.Base(parsing: base)
-      } else {
-        // A registry base is pulled into the destination layout first (its blobs stay for the next build).
-        let ref = try ImageReference(parsing: base)
-        let client = try registry.client(for: ref)
-        let baseTag = "base-" + String(Digest.of(Array(base.utf8)).hex.prefix(12))
-        do {
-          _ = try await client.pull(ref, into: try ImageLayout(path: directory), tag: baseTag)
-          await client.shutdown()
-        } catch {
-          await client.shutdown()
-          throw error
-        }
-        build.base = .layout(path: directory, tag: baseTag)
+      // A registry base is pulled into the destination layout (its blobs stay for the next build).
+      build.base = try await ImageBuild.Base.resolve(base, cache: directory) { ref throws(ImageError) in
+        try registry.client(for: ref)
       }
       build.package = package
       build.server = server
@@ -165,29 +154,25 @@ struct RegistryOptions: ParsableArguments {
   @Option(name: .customLong("ca-file"), help: "The CA (PEM) that signed the registry's certificate.") var caFile:
     String?
 
-  func client(for ref: ImageReference) throws -> RegistryClient {
+  func client(for ref: ImageReference) throws(ImageError) -> RegistryClient {
     var o = RegistryClient.Options()
     o.plainHTTP = plainHTTP
     o.caFile = caFile
-    do {
-      if let username {
-        guard let passwordFile else { throw ImageError("--username needs --password-file") }
-        guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
-          throw ImageError("cannot read --password-file \(passwordFile)")
-        }
-        o.credentials = RegistryCredentials(
-          username: username, password: text.trimmingCharacters(in: .whitespacesAndNewlines))
-      } else {
-        let path =
-          dockerConfig ?? (ProcessInfo.processInfo.environment["HOME"].map { $0 + "/.docker/config.json" } ?? "")
-        if dockerConfig != nil || FileManager.default.fileExists(atPath: path) {
-          o.credentials = try RegistryCredentials.fromDockerConfig(path, registry: ref.registry)
-        }
+    if let username {
+      guard let passwordFile else { throw ImageError("--username needs --password-file") }
+      guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
+        throw ImageError("cannot read --password-file \(passwordFile)")
       }
-      return try RegistryClient(options: o)
-    } catch let error as ImageError {
-      throw fail(error.message)
+      o.credentials = RegistryCredentials(
+        username: username, password: text.trimmingCharacters(in: .whitespacesAndNewlines))
+    } else {
+      let path =
+        dockerConfig ?? (ProcessInfo.processInfo.environment["HOME"].map { $0 + "/.docker/config.json" } ?? "")
+      if dockerConfig != nil || FileManager.default.fileExists(atPath: path) {
+        o.credentials = try RegistryCredentials.fromDockerConfig(path, registry: ref.registry)
+      }
     }
+    return try RegistryClient(options: o)
   }
 }
 
@@ -216,13 +201,24 @@ struct ImagePushCommand: AsyncParsableCommand {
       let client = try registry.client(for: ref)
       let digest: Digest
       do {
+        let bars = Mutex<[String: Progress]>([:])
         digest = try await client.push(layout, tag: tag, to: ref, mountFrom: mountFrom) { event in
           guard !json else { return }
           switch event {
           case .exists(let d, let size): print("exists    \(d)  \(size) bytes")
           case .mounted(let d, let size): print("mounted   \(d)  \(size) bytes")
-          case .uploading(let d, let sent, let total): print("uploading \(d)  \(sent)/\(total) bytes")
-          case .uploaded(let d, let size): print("pushed    \(d)  \(size) bytes")
+          case .uploading(let d, let sent, let total):
+            bars.withLock { b in
+              let bar = b[d.description] ?? Progress("pushing   \(d)", total: total)
+              b[d.description] = bar
+              return bar
+            }.update(sent)
+          case .uploaded(let d, let size):
+            if let bar = bars.withLock({ $0.removeValue(forKey: d.description) }) {
+              bar.finish(size)
+            } else {
+              print("pushed    \(d)  \(size) bytes")
+            }
           case .manifest(let d): print("manifest  \(d)")
           }
         }

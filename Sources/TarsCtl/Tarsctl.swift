@@ -22,7 +22,7 @@ struct Tarsctl: AsyncParsableCommand {
       Servers.self, Pods.self, Start.self, Stop.self, Restart.self, Notify.self, Logs.self, Events.self,
       Notifications.self, Apply.self, Scale.self, Drain.self, Delete.self, Ping.self, Decode.self, Query.self,
       Admin.self,
-      NodeCommand.self, ImageCommand.self,
+      NodeCommand.self, ImageCommand.self, Release.self, Releases.self, Builds.self,
     ])
 }
 

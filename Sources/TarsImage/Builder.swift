@@ -208,3 +208,25 @@ public struct ImageBuild: Sendable {
     guard written == d else { throw ImageError("the base's layer \(d) does not match its digest") }
   }
 }
+
+extension ImageBuild.Base {
+  /// A base named as the operator writes it — `scratch`, `oci:DIR[:TAG]`, or an image in a
+  /// registry (`REGISTRY/REPO:TAG`), which is pulled into `cache` first (blobs it already
+  /// has are not fetched again) and built on from there.
+  public static func resolve(
+    _ text: String, cache: String, client: (ImageReference) throws(ImageError) -> RegistryClient
+  ) async throws(ImageError) -> ImageBuild.Base {
+    if text == "scratch" || text.hasPrefix("oci:") { return try ImageBuild.Base(parsing: text) }
+    let ref = try ImageReference(parsing: text)
+    let registry = try client(ref)
+    let tag = "base-" + String(Digest.of(Array(text.utf8)).hex.prefix(12))
+    do {
+      _ = try await registry.pull(ref, into: try ImageLayout(path: cache), tag: tag)
+    } catch {
+      await registry.shutdown()
+      throw error
+    }
+    await registry.shutdown()
+    return .layout(path: cache, tag: tag)
+  }
+}

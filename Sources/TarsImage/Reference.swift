@@ -74,6 +74,14 @@ public struct RegistryCredentials: Sendable, Equatable {
     guard let data = FileManager.default.contents(atPath: path) else {
       throw ImageError("cannot read the docker config \(path)")
     }
+    return try fromDockerConfig(json: data, source: path, registry: registry)
+  }
+
+  /// The same from a docker config's bytes (a Secret's `.dockerconfigjson`); `source` names it
+  /// in errors.
+  public static func fromDockerConfig(json data: Data, source path: String, registry: String) throws(ImageError)
+    -> RegistryCredentials?
+  {
     guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
       let auths = json["auths"] as? [String: Any]
     else { throw ImageError("\(path) is not a docker config (no \"auths\")") }

@@ -67,6 +67,10 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
   public static let tframeworkconfigs = KubeResource(
     group: tarsGroup, version: tarsVersion, plural: "tframeworkconfigs", kind: "TFrameworkConfig",
     hasStatusSubresource: false, isCustom: true)
+  /// A server's released images and its image builds (the admin's image service writes them).
+  public static let timages = KubeResource(
+    group: tarsGroup, version: tarsVersion, plural: "timages", kind: "TImage", hasStatusSubresource: false,
+    isCustom: true)
 
   /// Leader election's lock (the controller's replicas take turns through one Lease).
   public static let leases = KubeResource(
@@ -79,6 +83,6 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
   public static let all: [KubeResource] = [
     .customResourceDefinitions, .namespaces, .pods, .nodes, .services, .secrets, .configMaps, .events, .statefulSets,
     .daemonSets, .leases, .tservers,
-    .ttemplates, .tconfigs, .tframeworkconfigs,
+    .ttemplates, .tconfigs, .tframeworkconfigs, .timages,
   ]
 }

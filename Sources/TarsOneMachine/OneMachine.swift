@@ -7,6 +7,7 @@ import TarsConfigService
 import TarsController
 import TarsEmbeddedStore
 import TarsFramework
+import TarsImageService
 import TarsKube
 import TarsLocalRuntime
 import TarsNIO
@@ -174,6 +175,9 @@ public final class OneMachine: Sendable {
         nodeClient: nodeClient)
       deps.processes = { await runtime.runningPIDs() }
       deps.maxReplicas = lc.maxReplicas
+      deps.images = ImageService(
+        store: store, namespace: o.namespace,
+        options: ImageService.Options(identity: "up", workDirectory: state + "/images"), log: log)
       deps.logs = { pod, app, server, tail, node in
         let dir = "\(state)/pods/\(pod)"
         let path =

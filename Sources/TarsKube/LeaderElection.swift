@@ -1,6 +1,5 @@
 import Foundation
 import Synchronization
-import TarsKube
 import TarsProtocol
 
 /// Leader election on a `coordination.k8s.io` Lease, as client-go does it: the leader renews
@@ -57,22 +56,7 @@ public final class LeaderElector: Sendable {
         leading.store(true, ordering: .relaxed)
         log("leader: \(identity) leads \(namespace)/\(name)")
         let task = Task { await work() }
-        var lastRenew = ContinuousClock.now
-        while !Task.isCancelled {
-          try? await Task.sleep(for: timing.retry)
-          if Task.isCancelled { break }
-          // A renewal that hangs (a stalled connection) must not outlast the deadline: another
-          // replica may take the lease `leaseDuration` after the last renewal it saw.
-          let left = timing.renewDeadline - (ContinuousClock.now - lastRenew)
-          if left > .zero, let renewed = await renew(observed, within: left) {
-            observed = renewed.observed
-            if renewed.held { lastRenew = .now }
-          }
-          if ContinuousClock.now - lastRenew > timing.renewDeadline {
-            log("leader: \(identity) could not renew \(namespace)/\(name) in time: stepping down")
-            break
-          }
-        }
+        await keepRenewing(&observed)
         task.cancel()
         await task.value
         leading.store(false, ordering: .relaxed)
@@ -84,6 +68,57 @@ public final class LeaderElector: Sendable {
         }
       } else {
         try? await Task.sleep(for: timing.retry)
+      }
+    }
+  }
+
+  /// Waits for the lease, runs `work` while holding it (cancelled if the lease is lost), then
+  /// gives the lease up: one holder at a time for a job that ends (an image build). Whether
+  /// `work` ran to its end with the lease held; false when cancelled before or while waiting.
+  public func whileHolding(_ work: @escaping @Sendable () async -> Void) async -> Bool {
+    var observed: Observed?
+    while !(await tryAcquireOrRenew(&observed)) {
+      if Task.isCancelled { return false }
+      try? await Task.sleep(for: timing.retry)
+    }
+    leading.store(true, ordering: .relaxed)
+    let acquired = observed
+    let finished = await withTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        await work()
+        return true
+      }
+      group.addTask {
+        var seen = acquired
+        await self.keepRenewing(&seen)
+        return false
+      }
+      let first = await group.next() ?? false
+      group.cancelAll()
+      await group.waitForAll()
+      return first
+    }
+    leading.store(false, ordering: .relaxed)
+    await Task { await self.release() }.value
+    return finished
+  }
+
+  /// Renews every `retry` until the task is cancelled or a renewal misses `renewDeadline`.
+  func keepRenewing(_ observed: inout Observed?) async {
+    var lastRenew = ContinuousClock.now
+    while !Task.isCancelled {
+      try? await Task.sleep(for: timing.retry)
+      if Task.isCancelled { break }
+      // A renewal that hangs (a stalled connection) must not outlast the deadline: another
+      // replica may take the lease `leaseDuration` after the last renewal it saw.
+      let left = timing.renewDeadline - (ContinuousClock.now - lastRenew)
+      if left > .zero, let renewed = await renew(observed, within: left) {
+        observed = renewed.observed
+        if renewed.held { lastRenew = .now }
+      }
+      if ContinuousClock.now - lastRenew > timing.renewDeadline {
+        log("leader: \(identity) could not renew \(namespace)/\(name) in time: stepping down")
+        break
       }
     }
   }
