@@ -26,8 +26,18 @@ struct ImageBuildCommand: AsyncParsableCommand {
   var package: String?
 
   @Option(
-    name: .long, help: "scratch, an OCI image layout (oci:DIR[:TAG]), or an image in a registry (REGISTRY/REPO:TAG).")
-  var base = "scratch"
+    name: .long,
+    help: "scratch (the default), an OCI image layout (oci:DIR[:TAG]), or an image in a registry (REGISTRY/REPO:TAG).")
+  var base: String?
+
+  @Option(name: .long, help: "A recipe (docker/*/recipe.yaml) to build; the other flags add to it or override it.")
+  var recipe: String?
+
+  @Option(name: .long, help: "Where the recipe's relative paths start (default: the current directory).")
+  var context = "."
+
+  @Option(name: .long, help: "A tarball (plain or gzip'd) to add as a layer as it is, before the package (repeatable).")
+  var layer: [String] = []
 
   @OptionGroup var registry: RegistryOptions
 
@@ -82,6 +92,16 @@ struct ImageBuildCommand: AsyncParsableCommand {
     let (directory, name) = try Self.destination(tag)
     var build = ImageBuild()
     do {
+      var base = self.base ?? "scratch"
+      if let recipe {
+        guard let text = try? String(contentsOfFile: recipe, encoding: .utf8) else {
+          throw ImageError("cannot read --recipe \(recipe)")
+        }
+        let r = try Recipe(yaml: text, source: recipe)
+        build = r.build(context: context)
+        base = self.base ?? r.base
+      }
+      build.tarballs += layer
       // A registry base is pulled into the destination layout (its blobs stay for the next build).
       build.base = try await ImageBuild.Base.resolve(base, cache: directory) { ref throws(ImageError) in
         try registry.client(for: ref)
@@ -90,9 +110,9 @@ struct ImageBuildCommand: AsyncParsableCommand {
       build.server = server
       build.serverType = serverType
       build.tarsnode = tarsnode
-      build.env = env
-      build.user = user
-      build.workingDir = workingDir
+      build.env += env
+      build.user = user ?? build.user
+      build.workingDir = workingDir ?? build.workingDir
       if !entrypoint.isEmpty { build.entrypoint = entrypoint }
       for pair in label {
         guard let eq = pair.firstIndex(of: "=") else { throw ImageError("--label \(pair): write KEY=VALUE") }

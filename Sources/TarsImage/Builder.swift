@@ -32,6 +32,9 @@ public struct ImageBuild: Sendable {
   }
 
   public var base: Base = .scratch
+  /// Tarballs added as layers on the base, in order, before the package (an OS root file
+  /// system, say).
+  public var tarballs: [String] = []
   /// The server package (`.tgz`); nil builds the base with only the other changes.
   public var package: String?
   public var limits = PackageLimits()
@@ -65,6 +68,16 @@ public struct ImageBuild: Sendable {
     public var package: ServerPackage.Unpacked?
   }
 
+  /// A layer's diff_id and history entry in the config.
+  static func append(_ layer: LayerBlob, to config: inout JSONValue, createdBy: String) {
+    var diffIDs = config[path: ["rootfs", "diff_ids"]]?.arrayValue ?? []
+    diffIDs.append(.string(layer.diffID.description))
+    config.set(["rootfs", "diff_ids"], .array(diffIDs))
+    var entries = config["history"]?.arrayValue ?? []
+    entries.append(.object([("created", .string(Self.created)), ("created_by", .string(createdBy))]))
+    config.set(["history"], .array(entries))
+  }
+
   /// Builds into `layout`, tagged `tag`. Base blobs are copied in (hard-linked when they can be).
   public func build(into layout: ImageLayout, tag: String) throws(ImageError) -> Result {
     var config: JSONValue
@@ -96,7 +109,12 @@ public struct ImageBuild: Sendable {
         layers.append(d)
       }
     }
-    var history: [(String, JSONValue)] = []
+    for tarball in tarballs {
+      let layer = try LayerWriter.layer(fromTarball: tarball, into: layout.blobs)
+      layers.append(layer.descriptor)
+      Self.append(layer, to: &config, createdBy: "tarsctl image build: \(Self.baseName(tarball))")
+    }
+    var createdBy = "tarsctl image build"
     var unpacked: ServerPackage.Unpacked?
     var writer = LayerWriter(into: layout.blobs)
     var adds = false
@@ -109,7 +127,7 @@ public struct ImageBuild: Sendable {
       unpacked = try ServerPackage.unpack(package, into: tree, limits: limits)
       try writer.add(tree: tree, at: Self.serverDirectory)
       adds = true
-      history.append(("created_by", .string("tarsctl image build: server package \(Self.baseName(package))")))
+      createdBy = "tarsctl image build: server package \(Self.baseName(package))"
     }
     if let tarsnode {
       try writer.add(LayerWriter.File(path: Self.tarsnodePath, source: .path(tarsnode), mode: 0o755))
@@ -122,13 +140,7 @@ public struct ImageBuild: Sendable {
     if adds {
       let layer = try writer.write()
       layers.append(layer.descriptor)
-      var diffIDs = config[path: ["rootfs", "diff_ids"]]?.arrayValue ?? []
-      diffIDs.append(.string(layer.diffID.description))
-      config.set(["rootfs", "diff_ids"], .array(diffIDs))
-      if history.isEmpty { history.append(("created_by", .string("tarsctl image build"))) }
-      var entries = config["history"]?.arrayValue ?? []
-      entries.append(.object([("created", .string(Self.created))] + history))
-      config.set(["history"], .array(entries))
+      Self.append(layer, to: &config, createdBy: createdBy)
     }
     config.set(["created"], .string(Self.created))
     try apply(to: &config, package: unpacked)

@@ -146,3 +146,60 @@ public struct LayerWriter {
       descriptor: Descriptor(mediaType: MediaType.ociLayerGzip, digest: digest, size: size), diffID: tarHash.finish())
   }
 }
+
+extension LayerWriter {
+  /// A tarball made elsewhere (an OS root file system from mmdebstrap) as a layer, its bytes
+  /// unchanged: plain or gzip'd in, gzip'd deterministically out, streamed. Only its being a
+  /// tar is checked; what is in it is the image author's, as with Docker's `ADD rootfs.tar /`.
+  public static func layer(fromTarball path: String, into blobs: BlobStore) throws(ImageError) -> LayerBlob {
+    let file = try InputFile(path)
+    var head: [UInt8]
+    do { head = try file.read(max: 2) } catch { throw ImageError("cannot read \(path): \(error)") }
+    let gzipped = head == [0x1f, 0x8b]
+    var pending = head
+    let raw: () throws -> [UInt8] = {
+      if !pending.isEmpty {
+        defer { pending = [] }
+        return pending
+      }
+      return try file.read()
+    }
+    let next: () throws -> [UInt8]
+    if gzipped {
+      let reader = try GzipReader(source: raw)
+      next = { try reader.read(max: 1 << 16) }
+    } else {
+      next = raw
+    }
+    let upload = try blobs.begin()
+    var tarHash = Hasher256()
+    var total = 0
+    var firstBlock: [UInt8] = []
+    do {
+      let gzip = try GzipWriter { try upload.write($0) }
+      while true {
+        let chunk = try next()
+        if chunk.isEmpty { break }
+        if firstBlock.count < 512 { firstBlock += chunk.prefix(512 - firstBlock.count) }
+        tarHash.update(chunk)
+        total += chunk.count
+        try gzip.write(chunk)
+      }
+      try gzip.finish()
+    } catch let e as ImageError {
+      upload.abandon()
+      throw e
+    } catch {
+      upload.abandon()
+      throw ImageError("cannot read \(path) as a layer: \(error)")
+    }
+    // ustar (and GNU) archives carry "ustar" at offset 257 of their first header.
+    guard total % 512 == 0, firstBlock.count == 512, Array(firstBlock[257..<262]) == Array("ustar".utf8) else {
+      upload.abandon()
+      throw ImageError("\(path) is not a tar archive: a layer must be one (mmdebstrap --format=tar makes one)")
+    }
+    let (digest, size) = try upload.commit()
+    return LayerBlob(
+      descriptor: Descriptor(mediaType: MediaType.ociLayerGzip, digest: digest, size: size), diffID: tarHash.finish())
+  }
+}
