@@ -103,6 +103,13 @@ public final class RegistryClient: Sendable {
       } catch let e as ImageError {
         throw e
       } catch {
+        // A certificate or protocol mismatch does not pass with retrying: say what to set.
+        if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
+          throw ImageError(
+            "\(ref.registry): the TLS handshake failed (\(error)): if a CA of your own signed its certificate, "
+              + "pass that CA (--ca-file, or imageUpload.caFile); if it speaks plain HTTP, say so (--plain-http, or "
+              + "imageUpload.plainHTTP)")
+        }
         lastProblem = "cannot reach \(ref.registry): \(error)"
       }
       if attempt < options.attempts {

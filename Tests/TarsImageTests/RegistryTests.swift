@@ -118,6 +118,69 @@ struct RegistryTests {
     await failing.shutdown()
   }
 
+  @Test(.needs("/usr/bin/openssl")) func httpsWithTheRegistrysOwnCA() async throws {
+    let registry = try TestRegistry(tls: true)
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let layout = try image(dir, size: 50_000)
+    let ref = try ImageReference(parsing: "\(registry.host)/test/tls:1")
+    let client = try RegistryClient(options: registry.options())
+    let digest = try await client.push(layout, tag: "t", to: ref)
+    await client.shutdown()
+    // skopeo trusts the same CA (a cert-dir of *.crt) and verifies the certificate as we did.
+    try FileManager.default.createDirectory(atPath: dir.file("certs"), withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: registry.caFile, toPath: dir.file("certs/ca.crt"))
+    let inspect = try Tool.run(
+      "/usr/bin/skopeo",
+      [
+        "inspect", "--cert-dir", dir.file("certs"), "--creds", "\(registry.username):\(registry.password)",
+        "docker://\(ref)",
+      ])
+    #expect(inspect.status == 0, "\(inspect.stderr)")
+    #expect(inspect.stdout.contains(digest.description))
+
+    // Without the CA the push stops at once and says what to pass; plain HTTP to it likewise fails.
+    var untrusting = registry.options()
+    untrusting.caFile = nil
+    let other = try RegistryClient(options: untrusting)
+    let started = ContinuousClock.now
+    let error = await #expect(throws: ImageError.self) { try await other.push(layout, tag: "t", to: ref) }
+    await other.shutdown()
+    #expect(error?.message.contains("--ca-file") == true, "\(error?.message ?? "")")
+    // (AsyncHTTPClient tries to connect until its 10 s connect timeout; ours adds no retries.)
+    #expect(ContinuousClock.now - started < .seconds(15), "no retries for a certificate problem")
+  }
+
+  @Test(.needs("/usr/bin/openssl")) func bearerTokensFromATokenService() async throws {
+    let registry = try TestRegistry(auth: .token)
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let layout = try image(dir, size: 50_000)
+    let ref = try ImageReference(parsing: "\(registry.host)/test/token:1")
+    let client = try RegistryClient(options: registry.options())
+    let digest = try await client.push(layout, tag: "t", to: ref)
+    let pulled = try await client.pull(ref, into: try ImageLayout(path: dir.file("pulled")), tag: "p")
+    await client.shutdown()
+    #expect(pulled == digest)
+    // skopeo runs the same flow (challenge, token service, bearer) on its own.
+    let inspect = try Tool.run(
+      "/usr/bin/skopeo",
+      [
+        "inspect", "--tls-verify=false", "--creds", "\(registry.username):\(registry.password)", "docker://\(ref)",
+      ])
+    #expect(inspect.status == 0, "\(inspect.stderr)")
+    #expect(inspect.stdout.contains(digest.description))
+
+    var wrong = registry.options()
+    wrong.credentials = RegistryCredentials(username: registry.username, password: "wrong")
+    let refused = try RegistryClient(options: wrong)
+    let error = await #expect(throws: ImageError.self) { try await refused.push(layout, tag: "t", to: ref) }
+    await refused.shutdown()
+    #expect(
+      error?.message.contains("token service") == true && error?.message.contains("401") == true,
+      "\(error?.message ?? "")")
+  }
+
   @Test func wrongPasswordsUnknownImagesAndBrokenRegistriesSayWhatIsWrong() async throws {
     let registry = try TestRegistry()
     let dir = try TemporaryDirectory()
