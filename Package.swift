@@ -150,7 +150,9 @@ let package = Package(
         .product(name: "Yams", package: "Yams"),
       ], swiftSettings: strict),
     // One-machine mode's kubelet: TServer replicas as tarsnode processes on 127.x addresses.
-    .target(name: "TarsLocalRuntime", dependencies: ["TarsKube", "TarsProtocol", "CTarsSpawn"], swiftSettings: strict),
+    .target(
+      name: "TarsLocalRuntime", dependencies: ["TarsKube", "TarsProtocol", "TarsImage", "CTarsSpawn"],
+      swiftSettings: strict),
     // The controller: TServers into StatefulSets/DaemonSets and Services.
     .target(name: "TarsController", dependencies: ["TarsKube", "TarsCRD", "TarsProtocol"], swiftSettings: strict),
     // `tars-controlplane up`: every service on the embedded store, plus the local runtime.

@@ -7,7 +7,9 @@ digests in one stream) + `image push` to Debian's docker-registry on loopback; b
 `tar czf` of the unpacked files, and our push alone beside `skopeo copy` of the built image,
 each to a registry with empty storage (a reproducible build's blobs would otherwise be there).
 Peak RSS of each (GNU time's maximum resident set size) shows memory stays flat: the layer is
-streamed, never held.
+streamed, never held. A second part builds and pushes packages of 25, 100 and 400 MiB (random
+bytes in 8 MiB files, which gzip cannot shrink: the layer is as large as the package) and prints
+the peak RSS of each step, which must not grow with the size.
 """
 import json, os, shutil, subprocess, sys, tempfile, time
 
@@ -23,6 +25,14 @@ def timed(argv, **kw):
         sys.exit(f"{argv[0]} failed: {out.stderr[-2000:]}")
     seconds, kib = out.stderr.strip().splitlines()[-1].split()
     return float(seconds), int(kib)
+
+
+def report(rows):
+    base = sorted(s for s, _ in rows["tar czf"])[ROUNDS // 2]
+    for name, values in rows.items():
+        seconds = sorted(s for s, _ in values)[ROUNDS // 2]
+        rss = max(k for _, k in values)
+        print(f"  {name:14s} {seconds:6.2f} s  ×{seconds / base:4.2f} of tar czf   peak RSS {rss / 1024:6.1f} MiB")
 
 
 def main():
@@ -84,11 +94,30 @@ def main():
                 registry.terminate()
                 registry.wait()
         print(f"package: {total / (1 << 20):.1f} MiB of executables, {ROUNDS} interleaved rounds (median)")
-        base = sorted(s for s, _ in rows["tar czf"])[ROUNDS // 2]
-        for name, values in rows.items():
-            seconds = sorted(s for s, _ in values)[ROUNDS // 2]
-            rss = max(k for _, k in values)
-            print(f"  {name:14s} {seconds:6.2f} s  ×{seconds / base:4.2f} of tar czf   peak RSS {rss / 1024:6.1f} MiB")
+        report(rows)
+        print("peak RSS by package size (random bytes, so the layer is as large as the package):")
+        for mib in (25, 100, 400):
+            pkg = os.path.join(work, f"rand{mib}")
+            os.makedirs(os.path.join(pkg, "Rand"))
+            for i in range(mib // 8 + (1 if mib % 8 else 0)):
+                with open(os.path.join(pkg, "Rand", f"part{i:03d}"), "wb") as f:
+                    f.write(os.urandom(min(8, mib - 8 * i) << 20))
+            tgz = os.path.join(work, f"rand{mib}.tgz")
+            subprocess.run(["tar", "-I", "gzip -1", "-cf", tgz, "-C", pkg, "Rand"], check=True)
+            shutil.rmtree(pkg)
+            layout = os.path.join(work, f"rand-layout{mib}")
+            registry = fresh_registry(0)
+            try:
+                b = timed([TARSCTL, "image", "build", tgz, "--server", "Test.Rand", "--type", "cpp",
+                           "-t", f"oci:{layout}:r"])
+                p = timed([TARSCTL, "image", "push", f"oci:{layout}:r", f"127.0.0.1:{port}/bench/rand:{mib}", *auth])
+            finally:
+                registry.terminate()
+                registry.wait()
+            print(f"  {mib:4d} MiB   build {b[0]:6.2f} s, peak RSS {b[1] / 1024:6.1f} MiB   "
+                  f"push {p[0]:6.2f} s, peak RSS {p[1] / 1024:6.1f} MiB")
+            shutil.rmtree(layout)
+            os.remove(tgz)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -161,6 +161,10 @@ struct UpCommand: AsyncParsableCommand {
   var firstPodIP = "127.0.100.1"
   @Flag(name: .customLong("no-pid-namespaces"), help: "Run tarsnodes as subreapers even as root.")
   var noPIDNamespaces = false
+  @Option(
+    name: .customLong("docker-config"),
+    help: "Registry credentials for releases (default: ~/.docker/config.json when it exists).")
+  var dockerConfig: String?
 
   /// The flag that sets each listener's port.
   static let listenFlags = [
@@ -186,6 +190,11 @@ struct UpCommand: AsyncParsableCommand {
     o.graceSeconds = grace
     if noPIDNamespaces { o.pidNamespaces = false }
     o.firstPodIP = firstPodIP
+    let home = ProcessInfo.processInfo.environment["HOME"].map { $0 + "/.docker/config.json" }
+    o.dockerConfig = dockerConfig ?? home.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+    if let path = o.dockerConfig, !FileManager.default.isReadableFile(atPath: path) {
+      throw StartError(message: "cannot read --docker-config \(path)")
+    }
     let machine: OneMachine
     do {
       machine = try await OneMachine.start(o, log: log)

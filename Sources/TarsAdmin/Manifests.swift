@@ -30,6 +30,8 @@ public struct ManifestApplier: Sendable {
 
   static let kinds: [String: KubeResource] = [
     "TServer": .tservers, "TTemplate": .ttemplates, "TConfig": .tconfigs,
+    // The framework's settings (upChain, nodeImage, the image service's registry and bases).
+    "TFrameworkConfig": .tframeworkconfigs,
   ]
 
   /// Parses every document of `yaml` (`---` separated); an unreadable document fails the whole text.
@@ -86,7 +88,7 @@ public struct ManifestApplier: Sendable {
         rows.append(
           ApplyRow(
             kind: kind, name: o.name, action: "rejected",
-            problems: ["kind '\(kind)' cannot be applied here: use TServer, TTemplate or TConfig"]))
+            problems: ["kind '\(kind)' cannot be applied here: use TServer, TTemplate, TConfig or TFrameworkConfig"]))
         continue
       }
       let apiVersion = o.json["apiVersion"]?.stringValue ?? ""

@@ -214,7 +214,8 @@ struct Notifications: AsyncParsableCommand {
 
 struct Apply: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Apply TServer, TTemplate and TConfig manifests; bad objects are rejected with the reason.")
+    abstract:
+      "Apply TServer, TTemplate, TConfig and TFrameworkConfig manifests; bad objects are rejected with the reason.")
   @Option(name: .shortAndLong, help: "A YAML file, or a folder of them.") var file: String
   @OptionGroup var admin: AdminOptions
 

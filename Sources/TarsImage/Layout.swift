@@ -137,3 +137,34 @@ public final class ImageLayout: Sendable {
     }
   }
 }
+
+extension ImageLayout {
+  /// What the image `tag` holds below `prefix` (`usr/local/server/bin`: the server as its
+  /// package put it), its layers applied in order into `directory` (whiteouts honoured), with a
+  /// package's refusals for anything that would climb out. Entries elsewhere are skipped. The
+  /// number of files written.
+  public func extract(
+    tag: String?, below prefix: String, into directory: String, limits: PackageLimits = PackageLimits()
+  )
+    throws(ImageError) -> Int
+  {
+    let (_, manifest) = try manifest(tag: tag)
+    let parts = prefix.split(separator: "/").map(String.init)
+    var files = 0
+    for layer in manifest.layers {
+      let digest = try layer.parsedDigest
+      let file = try InputFile(blobs.path(digest))
+      let gzipped = layer.mediaType.hasSuffix("gzip")
+      let gunzip = gzipped ? try GzipReader { try file.read() } : nil
+      let reader = TarReader { n in try gunzip?.read(max: n) ?? file.read(max: n) }
+      files += try ServerPackage.extract(reader, into: directory, limits: limits, source: "layer \(digest)") {
+        entry throws(ImageError) in
+        let path = entry.path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+        guard path.count > parts.count, path.prefix(parts.count).map(String.init) == parts else { return nil }
+        guard !path.contains("..") else { throw ImageError("\(entry.path) in layer \(digest) climbs out with '..'") }
+        return path.dropFirst(parts.count).joined(separator: "/")
+      }.files
+    }
+    return files
+  }
+}

@@ -36,7 +36,40 @@ public enum ServerPackage {
       packageHash.update(chunk)
       return chunk
     }
-    var reader = TarReader { try gunzip.read(max: $0) }
+    let (files, total) = try extract(
+      TarReader { try gunzip.read(max: $0) }, into: directory, limits: limits, source: package
+    ) { entry throws(ImageError) in
+      guard let path = try strippedPath(entry.path, package: package) else {
+        if entry.kind != .directory {
+          throw ImageError(
+            "\(entry.path) is at the top of \(package): pack the server's directory (tar czf NAME.tgz NAME/)")
+        }
+        return nil
+      }
+      return path
+    }
+    guard files > 0 else {
+      throw ImageError(
+        "\(package) holds no file below its top directory: pack the server's directory (tar czf NAME.tgz NAME/)")
+    }
+    // The rest of the file (the gzip trailer, padding): the digest covers all of it.
+    do {
+      while case let chunk = try file.read(), !chunk.isEmpty { packageHash.update(chunk) }
+    } catch {
+      throw ImageError("cannot read \(package): \(error)")
+    }
+    return Unpacked(digest: packageHash.finish(), files: files, bytes: total)
+  }
+
+  /// The files of `reader` that `select` maps to a path (nil: skipped) written below
+  /// `directory`, with the package's refusals: nothing climbs out, nothing is written through a
+  /// link, no device, nothing over the limits. A `.wh.NAME` entry (an image layer's whiteout)
+  /// removes NAME. The number of files and their bytes.
+  static func extract(
+    _ reader: TarReader, into directory: String, limits: PackageLimits, source: String,
+    select: (TarEntry) throws(ImageError) -> String?
+  ) throws(ImageError) -> (files: Int, bytes: Int64) {
+    var reader = reader
     var files = 0
     var total: Int64 = 0
     var count = 0
@@ -45,15 +78,9 @@ public enum ServerPackage {
     while let entry = try reader.next() {
       count += 1
       guard count <= limits.entries else {
-        throw ImageError("\(package) has more than \(limits.entries) entries: not a server package")
+        throw ImageError("\(source) has more than \(limits.entries) entries: over the limit")
       }
-      guard let path = try strippedPath(entry.path, package: package) else {
-        if entry.kind != .directory {
-          throw ImageError(
-            "\(entry.path) is at the top of \(package): pack the server's directory (tar czf NAME.tgz NAME/)")
-        }
-        continue
-      }
+      guard let path = try select(entry) else { continue }
       // Nothing may be written through a link the archive made.
       var parent = ""
       for part in path.split(separator: "/").dropLast() {
@@ -63,6 +90,17 @@ public enum ServerPackage {
         }
       }
       let target = directory + "/" + path
+      let name = path.split(separator: "/").last.map(String.init) ?? path
+      if name.hasPrefix(".wh.") {
+        let parentPath = path.split(separator: "/").dropLast().joined(separator: "/")
+        let base = directory + (parentPath.isEmpty ? "" : "/" + parentPath)
+        if name == ".wh..wh..opq" {
+          for child in (try? Paths.list(base)) ?? [] { Paths.remove(base + "/" + child) }
+        } else {
+          Paths.remove(base + "/" + name.dropFirst(4))
+        }
+        continue
+      }
       switch entry.kind {
       case .directory:
         try Paths.makeDirectories(target)
@@ -70,12 +108,11 @@ public enum ServerPackage {
       case .file:
         guard entry.size <= limits.fileBytes else {
           throw ImageError(
-            "\(entry.path) is \(entry.size) bytes, over the limit of \(limits.fileBytes) per file: not a server package"
-          )
+            "\(entry.path) is \(entry.size) bytes, over the limit of \(limits.fileBytes) per file: refused")
         }
         total += entry.size
         guard total <= limits.totalBytes else {
-          throw ImageError("\(package) unpacks to more than \(limits.totalBytes) bytes: over the limit")
+          throw ImageError("\(source) unpacks to more than \(limits.totalBytes) bytes: over the limit")
         }
         try makeParent(of: path, in: directory, known: &directories)
         unlink(target)
@@ -96,15 +133,14 @@ public enum ServerPackage {
         }
         links.insert(path)
       case .hardlink(let linkTarget):
-        guard !linkTarget.hasPrefix("/"), let source = (try? strippedPath(linkTarget, package: package)) ?? nil,
-          !links.contains(source)
-        else {
+        let source = try? select(TarEntry(path: linkTarget, kind: .file, mode: 0o644))
+        guard !linkTarget.hasPrefix("/"), let source = source ?? nil, !links.contains(source) else {
           throw ImageError("\(entry.path) is a hard link to \(linkTarget), outside the package's tree: refused")
         }
         try makeParent(of: path, in: directory, known: &directories)
         unlink(target)
         guard link(directory + "/" + source, target) == 0 else {
-          throw ImageError("\(entry.path): a hard link to \(linkTarget), which the package does not hold before it")
+          throw ImageError("\(entry.path): a hard link to \(linkTarget), which the archive does not hold before it")
         }
       case .other(let flag):
         let what =
@@ -117,17 +153,7 @@ public enum ServerPackage {
         throw ImageError("\(entry.path) is \(what): a server package holds files, directories and links only")
       }
     }
-    guard files > 0 else {
-      throw ImageError(
-        "\(package) holds no file below its top directory: pack the server's directory (tar czf NAME.tgz NAME/)")
-    }
-    // The rest of the file (the gzip trailer, padding): the digest covers all of it.
-    do {
-      while case let chunk = try file.read(), !chunk.isEmpty { packageHash.update(chunk) }
-    } catch {
-      throw ImageError("cannot read \(package): \(error)")
-    }
-    return Unpacked(digest: packageHash.finish(), files: files, bytes: total)
+    return (files, total)
   }
 
   /// The entry's path below the package's top directory (`HelloServer/`), nil for the top

@@ -28,9 +28,12 @@ public actor ImageService {
     /// Finished builds remembered (their outcome also stays in the TImage's `build.last`).
     public var keepFinished = 100
     public var lease = LeaderElector.Timing()
-    public init(identity: String, workDirectory: String) {
+    /// Registry credentials when `imageUpload.secret` names none (one-machine mode).
+    public var dockerConfig: String?
+    public init(identity: String, workDirectory: String, dockerConfig: String? = nil) {
       self.identity = identity
       self.workDirectory = workDirectory
+      self.dockerConfig = dockerConfig
     }
   }
 

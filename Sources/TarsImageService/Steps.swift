@@ -100,7 +100,13 @@ extension ImageService {
 
   /// The `.dockerconfigjson` of the configured Secret, if one is named.
   func credentials(_ settings: ImageSettings) async throws -> Data? {
-    guard let name = settings.secret else { return nil }
+    guard let name = settings.secret else {
+      guard let path = options.dockerConfig else { return nil }
+      guard let data = FileManager.default.contents(atPath: path) else {
+        throw BuildFailure("cannot read the docker config \(path) (--docker-config)")
+      }
+      return data
+    }
     let secret: KubeObject
     do {
       secret = try await store.get(.secrets, namespace: namespace, name: name)

@@ -39,25 +39,51 @@ extension LocalRuntime {
     let image = launch.image
     let dir = podDirectory(name)
     let fm = FileManager.default
-    var isDirectory: ObjCBool = false
-    guard fm.fileExists(atPath: image, isDirectory: &isDirectory), !isDirectory.boolValue,
-      fm.isExecutableFile(atPath: image)
-    else {
-      await failStart(name, "spec.release.image \(image) is not an executable file on this machine")
-      return
-    }
     // The "image": a bin directory holding the server binary under its server name, where
-    // tarsnode looks for it (`/usr/local/server/bin/<ServerName>` in a real image).
-    let bin = dir + "/image"
+    // tarsnode looks for it (`/usr/local/server/bin/<ServerName>` in a real image): a released
+    // image's, unpacked, or one made here around the executable a path names.
+    var bin = dir + "/image"
     do {
-      for d in [bin, dir + "/base", dir + "/log"] {
+      for d in [dir + "/base", dir + "/log"] {
         try fm.createDirectory(atPath: d, withIntermediateDirectories: true)
       }
-      try? fm.removeItem(atPath: bin + "/" + serverName)
-      try fm.createSymbolicLink(atPath: bin + "/" + serverName, withDestinationPath: image)
     } catch {
       await failStart(name, "cannot prepare \(dir): \(error)")
       return
+    }
+    if let ref = Self.registryImage(image) {
+      let secrets = (pod.spec?["imagePullSecrets"]?.arrayValue ?? []).compactMap { $0["name"]?.stringValue }
+      do {
+        bin = try await serverFiles(ref, pullSecrets: secrets)
+      } catch {
+        await failStart(name, "cannot run the image \(image): \(error.message)")
+        return
+      }
+      guard !shuttingDown, processes[name] == nil else { return }
+      // A not-tars server names its command after `--`; a Tars one is its server name's binary.
+      if !launch.arguments.contains("--"), !fm.isExecutableFile(atPath: bin + "/" + serverName) {
+        await failStart(
+          name,
+          "the image \(image) has no executable /usr/local/server/bin/\(serverName): package the server as \(serverName)/\(serverName)"
+        )
+        return
+      }
+    } else {
+      var isDirectory: ObjCBool = false
+      guard fm.fileExists(atPath: image, isDirectory: &isDirectory), !isDirectory.boolValue,
+        fm.isExecutableFile(atPath: image)
+      else {
+        await failStart(name, "spec.release.image \(image) is not an executable file on this machine")
+        return
+      }
+      do {
+        try fm.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try? fm.removeItem(atPath: bin + "/" + serverName)
+        try fm.createSymbolicLink(atPath: bin + "/" + serverName, withDestinationPath: image)
+      } catch {
+        await failStart(name, "cannot prepare \(dir): \(error)")
+        return
+      }
     }
     // This machine's paths and addresses first; the container's own args (a not-tars
     // server's `-- COMMAND …`) last.

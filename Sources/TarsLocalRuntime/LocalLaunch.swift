@@ -33,7 +33,7 @@ struct LocalLaunch {
     }
     if !image.contains("/") {
       image = configuration.binDirectory + "/" + image
-    } else if !image.hasPrefix("/") {
+    } else if !image.hasPrefix("/"), LocalRuntime.registryImage(image) == nil {
       image = configuration.workingDirectory + "/" + image
     }
     self.image = image

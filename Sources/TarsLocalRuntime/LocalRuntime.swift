@@ -35,6 +35,9 @@ public struct LocalRuntimeConfiguration: Sendable {
   public var maxEvents = 1000
   /// Replicas of one server this machine runs at most, whatever the TServer asks.
   public var maxReplicas = 100
+  /// Registry credentials for images whose pods name no pull Secret (one-machine mode's
+  /// `--docker-config`).
+  public var dockerConfig: String?
 
   public init(
     stateDirectory: String, tarsnode: String, registry: String, locator: String, notify: String,
@@ -68,6 +71,8 @@ public actor LocalRuntime {
   let wake: AsyncStream<Void>.Continuation
   let wakes: AsyncStream<Void>
   var processes: [String: PodProcess] = [:]
+  /// Image pulls in flight, by reference (two pods of one release share one).
+  var pulls: [String: Task<String, Error>] = [:]
   var backoff: [String: Backoff] = [:]
   /// Pods created but not in the cache yet, with their addresses and when: nothing is
   /// created twice and no address handed out twice in that window.

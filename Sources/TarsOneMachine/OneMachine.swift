@@ -43,6 +43,8 @@ public final class OneMachine: Sendable {
     public var pidNamespaces = geteuid() == 0
     /// The first pod address; the next pods get the following ones.
     public var firstPodIP = "127.0.100.1"
+    /// A docker config with registry credentials, for releases (built, pushed and pulled here).
+    public var dockerConfig: String?
 
     public init(tarsnode: String) { self.tarsnode = tarsnode }
   }
@@ -153,6 +155,7 @@ public final class OneMachine: Sendable {
       lc.binDirectory = o.programs ?? (o.tarsnode as NSString).deletingLastPathComponent
       lc.graceSeconds = o.graceSeconds
       lc.pidNamespaces = o.pidNamespaces
+      lc.dockerConfig = o.dockerConfig
       lc.firstAddress = octets.reduce(0) { $0 << 8 | $1 }
       // The controller of a cluster, unchanged: TServers become StatefulSets and DaemonSets,
       // which the local runtime turns into pods and processes.
@@ -177,7 +180,8 @@ public final class OneMachine: Sendable {
       deps.maxReplicas = lc.maxReplicas
       deps.images = ImageService(
         store: store, namespace: o.namespace,
-        options: ImageService.Options(identity: "up", workDirectory: state + "/images"), log: log)
+        options: ImageService.Options(identity: "up", workDirectory: state + "/builds", dockerConfig: o.dockerConfig),
+        log: log)
       deps.logs = { pod, app, server, tail, node in
         let dir = "\(state)/pods/\(pod)"
         let path =

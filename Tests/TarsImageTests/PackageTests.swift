@@ -21,6 +21,36 @@ struct PackageTests {
       try FileManager.default.destinationOfSymbolicLink(atPath: dir.file("out/lib/libhello.so")) == "libhello.so.1")
   }
 
+  /// What one-machine mode runs of a released image: `/usr/local/server/bin` with every layer
+  /// applied in order (a whiteout removes), nothing from elsewhere, nothing climbing out.
+  @Test func anImagesServerFilesAreItsLayersInOrder() throws {
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let bin = "usr/local/server/bin"
+    try Archives.make(
+      dir.file("one.tgz"),
+      [("etc/os-release", "file", "x"), ("\(bin)/Hello", "file", "v1"), ("\(bin)/old.conf", "file", "o")])
+    try Archives.make(
+      dir.file("two.tgz"),
+      [("\(bin)/.wh.old.conf", "file", ""), ("\(bin)/Hello", "file", "v2"), ("\(bin)/new.conf", "file", "n")])
+    var b = ImageBuild()
+    b.tarballs = [dir.file("one.tgz"), dir.file("two.tgz")]
+    let layout = try ImageLayout(path: dir.file("layout"))
+    _ = try b.build(into: layout, tag: "t")
+    try FileManager.default.createDirectory(atPath: dir.file("out"), withIntermediateDirectories: false)
+    #expect(try layout.extract(tag: "t", below: bin, into: dir.file("out")) == 4, "files written, layer by layer")
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir.file("out")).sorted() == ["Hello", "new.conf"])
+    #expect(try String(contentsOfFile: dir.file("out/Hello"), encoding: .utf8) == "v2")
+
+    try Archives.make(dir.file("evil.tgz"), [("\(bin)/../../../../tmp/evil", "file", "x")])
+    var evil = ImageBuild()
+    evil.tarballs = [dir.file("evil.tgz")]
+    _ = try evil.build(into: layout, tag: "evil")
+    try FileManager.default.createDirectory(atPath: dir.file("evil"), withIntermediateDirectories: false)
+    let error = #expect(throws: ImageError.self) { try layout.extract(tag: "evil", below: bin, into: dir.file("evil")) }
+    #expect(error?.message.contains("climbs out") == true, "\(error?.message ?? "")")
+  }
+
   /// Each way a package could reach outside its tree, or hurt the builder, is refused with the reason.
   @Test(arguments: [
     ([("H", "dir", ""), ("H/../../etc/passwd", "file", "x")], "climbs out of the package with '..'"),

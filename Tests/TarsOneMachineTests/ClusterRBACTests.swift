@@ -106,6 +106,11 @@ struct ClusterRBACTests {
         tars: {template: tars.default, servants: [{name: HelloObj, port: 10015}]}
         k8s: {replicas: 1}
       ---
+      apiVersion: k8s.tars.io/v1beta3
+      kind: TFrameworkConfig
+      metadata: {name: tars-framework}
+      imageUpload: {registry: registry.example.com/tars}
+      ---
       \(config("x=1"))
       """
     for text in [manifests, manifests, config("x=2")] {

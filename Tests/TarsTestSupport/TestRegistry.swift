@@ -1,34 +1,33 @@
 import Dispatch
 import Foundation
 import Glibc
-import TarsImage
-import TarsTestSupport
+import TarsProtocol
 
 /// Debian's docker-registry (distribution 2.8) on loopback with htpasswd (bcrypt) auth and its
 /// storage in a temporary directory: the real registry the push tests talk to. Stoppable and
 /// restartable on the same storage, to interrupt a push.
-final class TestRegistry: @unchecked Sendable {
-  static let binary = "/usr/bin/docker-registry"
-  static let htpasswd = "/usr/bin/htpasswd"
-  static var available: Bool {
+public final class TestRegistry: @unchecked Sendable {
+  public static let binary = "/usr/bin/docker-registry"
+  public static let htpasswd = "/usr/bin/htpasswd"
+  public static var available: Bool {
     FileManager.default.isExecutableFile(atPath: binary) && FileManager.default.isExecutableFile(atPath: htpasswd)
   }
 
-  let dir: TemporaryDirectory
-  let port: Int
-  let username = "tars"
-  let password = "registry-pass-\(UInt32.random(in: 0...UInt32.max))"
+  public let dir: TemporaryDirectory
+  public let port: Int
+  public let username = "tars"
+  public let password = "registry-pass-\(UInt32.random(in: 0...UInt32.max))"
   var pid: pid_t = 0
 
   /// How clients prove who they are: htpasswd (basic), or bearer tokens from a token service
   /// (a Python one here, signing with openssl) that checks the same user and password.
-  enum Auth { case basic, token }
-  let auth: Auth
+  public enum Auth { case basic, token }
+  public let auth: Auth
   /// Serving HTTPS with a certificate from a CA of its own (`caFile`), not HTTP.
-  let tls: Bool
+  public let tls: Bool
   var tokenServer: pid_t = 0
 
-  init(auth: Auth = .basic, tls: Bool = false) throws {
+  public init(auth: Auth = .basic, tls: Bool = false) throws {
     self.auth = auth
     self.tls = tls
     dir = try TemporaryDirectory("tars-registry")
@@ -37,7 +36,7 @@ final class TestRegistry: @unchecked Sendable {
     switch auth {
     case .basic:
       let entry = try Tool.run(Self.htpasswd, ["-Bbn", username, password])
-      guard entry.status == 0 else { throw ImageError("htpasswd: \(entry.stderr)") }
+      guard entry.status == 0 else { throw TarsServantError("htpasswd: \(entry.stderr)") }
       try entry.stdout.write(toFile: dir.file("htpasswd"), atomically: true, encoding: .utf8)
       authConfig = "  htpasswd: {realm: tars-test, path: \(dir.file("htpasswd"))}"
     case .token:
@@ -99,11 +98,11 @@ final class TestRegistry: @unchecked Sendable {
     try start()
   }
 
-  var caFile: String { dir.file("ca.crt") }
+  public var caFile: String { dir.file("ca.crt") }
 
   static func openssl(_ arguments: [String]) throws {
     let r = try Tool.run("/usr/bin/openssl", arguments)
-    guard r.status == 0 else { throw ImageError("openssl \(arguments.first ?? ""): \(r.stderr)") }
+    guard r.status == 0 else { throw TarsServantError("openssl \(arguments.first ?? ""): \(r.stderr)") }
   }
 
   /// A token service as distribution's token auth expects one: basic auth in, a JWT (RS256,
@@ -139,29 +138,28 @@ final class TestRegistry: @unchecked Sendable {
     HTTPServer(('127.0.0.1', int(port)), Handler).serve_forever()
     """#
 
-  var host: String { "127.0.0.1:\(port)" }
-  var credentials: RegistryCredentials { RegistryCredentials(username: username, password: password) }
+  public var host: String { "127.0.0.1:\(port)" }
 
   /// Spawned with posix_spawn and reaped with waitpid by its pid (see `Spawned`).
-  func start() throws {
+  public func start() throws {
     pid = try Spawned.start([Self.binary, "serve", dir.file("config.yml")])
     let deadline = Date().addingTimeInterval(10)
     while Date() < deadline {
       if (try? RawSocket(port: port)) != nil { return }
       usleep(50_000)
     }
-    throw ImageError("docker-registry did not listen on \(host)")
+    throw TarsServantError("docker-registry did not listen on \(host)")
   }
 
   /// Kills it outright (as a crash or a node loss would; SIGTERM waits for connections to drain).
-  func stop() {
+  public func stop() {
     Spawned.kill(pid)
     pid = 0
   }
 
   /// `stop()` and `start()` from async code: on a GCD thread, so their waits never hold one of
   /// Swift concurrency's few threads (a push in flight needs them).
-  func stopped() async {
+  public func stopped() async {
     await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
       DispatchQueue.global().async {
         self.stop()
@@ -170,7 +168,7 @@ final class TestRegistry: @unchecked Sendable {
     }
   }
 
-  func started() async throws {
+  public func started() async throws {
     try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
       DispatchQueue.global().async {
         do {
@@ -183,16 +181,8 @@ final class TestRegistry: @unchecked Sendable {
     }
   }
 
-  func options() -> RegistryClient.Options {
-    var o = RegistryClient.Options()
-    o.plainHTTP = !tls
-    if tls { o.caFile = caFile }
-    o.credentials = credentials
-    return o
-  }
-
   /// The tags the registry lists for `repository`.
-  func tags(_ repository: String) throws -> [String] {
+  public func tags(_ repository: String) throws -> [String] {
     let r = try Tool.run(
       "/usr/bin/skopeo",
       ["list-tags", "--tls-verify=false", "--creds", "\(username):\(password)", "docker://\(host)/\(repository)"])
@@ -211,8 +201,8 @@ final class TestRegistry: @unchecked Sendable {
 /// Child processes by pid, with posix_spawn, kill and waitpid: Foundation's `Process` in a test
 /// run full of other suites' children was seen signalling the wrong pid (its `terminate()` took
 /// the whole test process down), so the image tests manage their servers themselves.
-enum Spawned {
-  static func start(_ argv: [String]) throws -> pid_t {
+public enum Spawned {
+  public static func start(_ argv: [String]) throws -> pid_t {
     var cArgs = argv.map { strdup($0) } + [nil]
     defer { for a in cArgs { free(a) } }
     var actions = posix_spawn_file_actions_t()
@@ -222,12 +212,14 @@ enum Spawned {
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     var child: pid_t = 0
     let rc = posix_spawn(&child, argv[0], &actions, nil, &cArgs, environ)
-    guard rc == 0, child > 0 else { throw ImageError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+    guard rc == 0, child > 0 else {
+      throw TarsServantError("cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+    }
     return child
   }
 
   /// SIGKILL and reap; nothing for a pid of 0 or less (never a process group).
-  static func kill(_ pid: pid_t) {
+  public static func kill(_ pid: pid_t) {
     guard pid > 0 else { return }
     Glibc.kill(pid, SIGKILL)
     var status: Int32 = 0
