@@ -134,6 +134,8 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
+    // tarsagent's logic: ports from /proc, log retention (no Foundation, no NIO).
+    .target(name: "TarsAgentCore", dependencies: ["TarsRPC"], swiftSettings: strict),
     // The image service: uploaded packages built, pushed and recorded as releases (TImage).
     .target(
       name: "TarsImageService",
@@ -249,6 +251,7 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
+    .testTarget(name: "TarsAgentTests", dependencies: ["TarsAgentCore", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsImageTests",
       dependencies: [

@@ -1,0 +1,188 @@
+import Glibc
+import TarsRPC
+
+/// A socket that takes a port: TCP in LISTEN, or a bound UDP socket.
+public struct ListeningSocket: Sendable, Equatable, Hashable {
+  public enum Transport: String, Sendable { case tcp, udp }
+  public var transport: Transport
+  /// The local address as text (`0.0.0.0`, `::`, `10.1.0.5`).
+  public var address: String
+  public var port: Int
+  public var inode: UInt64
+  public var uid: Int
+
+  public init(transport: Transport, address: String, port: Int, inode: UInt64, uid: Int) {
+    self.transport = transport
+    self.address = address
+    self.port = port
+    self.inode = inode
+    self.uid = uid
+  }
+}
+
+/// `/proc/net/{tcp,tcp6,udp,udp6}`: one line per socket, addresses in hex in the kernel's byte
+/// order (an IPv4 address as one little-endian 32-bit word, an IPv6 one as four).
+public enum ProcNet {
+  static let listen = "0A"  // TCP_LISTEN
+  static let unconnected = "07"  // UDP: TCP_CLOSE, i.e. bound and not connected
+
+  public static func listening(_ text: String, transport: ListeningSocket.Transport) -> [ListeningSocket] {
+    var out: [ListeningSocket] = []
+    for line in text.split(separator: "\n").dropFirst() {
+      let f = line.split(separator: " ", omittingEmptySubsequences: true)
+      guard f.count >= 10 else { continue }
+      let state = String(f[3])
+      guard state == (transport == .tcp ? listen : unconnected) else { continue }
+      let local = f[1].split(separator: ":")
+      guard local.count == 2, let port = Int(local[1], radix: 16), let inode = UInt64(f[9]), let uid = Int(f[7])
+      else { continue }
+      // A UDP socket bound to no port yet (port 0) takes nothing.
+      guard port > 0 else { continue }
+      out.append(
+        ListeningSocket(transport: transport, address: address(String(local[0])), port: port, inode: inode, uid: uid))
+    }
+    return out
+  }
+
+  /// `0100007F` → `127.0.0.1`; 32 hex digits → an IPv6 address (compressed as inet_ntop does).
+  static func address(_ hex: String) -> String {
+    let bytes = Array(hex.utf8)
+    func word(_ i: Int) -> UInt32 { UInt32(String(decoding: bytes[i..<i + 8], as: UTF8.self), radix: 16) ?? 0 }
+    if bytes.count == 8 {
+      let w = word(0)
+      return "\(w & 0xff).\((w >> 8) & 0xff).\((w >> 16) & 0xff).\(w >> 24)"
+    }
+    guard bytes.count == 32 else { return hex }
+    var raw = [UInt8](repeating: 0, count: 16)
+    for i in 0..<4 {
+      let w = word(i * 8)
+      for b in 0..<4 { raw[i * 4 + b] = UInt8((w >> (8 * UInt32(b))) & 0xff) }
+    }
+    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    _ = raw.withUnsafeBytes { inet_ntop(AF_INET6, $0.baseAddress, &text, socklen_t(text.count)) }
+    return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+  }
+}
+
+/// Who takes which ports, in each network namespace of this machine: the host's and every pod's.
+public struct PortScanner: Sendable {
+  public var proc: Proc
+
+  public init(proc: Proc = Proc()) { self.proc = proc }
+
+  /// A port in use and what holds it.
+  public struct Holder: Sendable, Equatable {
+    public var socket: ListeningSocket
+    /// The processes holding the socket (pid, command), and the pod of the first, if any.
+    public var pids: [Int32]
+    public var command: String
+    public var podUID: String?
+  }
+
+  /// One network namespace: its inode, its processes, and what listens in it.
+  public struct Namespace: Sendable {
+    public var inode: UInt64
+    public var pids: [Int32]
+    public var listening: [Holder]
+    /// The pod these processes belong to (nil: the host's, or no pod's).
+    public var podUID: String?
+  }
+
+  /// Every network namespace with a process in it, with its listening sockets and their holders.
+  public func scan() -> [Namespace] {
+    var byNamespace: [UInt64: [Int32]] = [:]
+    for pid in proc.pids() {
+      guard let ns = proc.networkNamespace(of: pid) else { continue }
+      byNamespace[ns, default: []].append(pid)
+    }
+    return byNamespace.keys.sorted().map { inode in
+      let pids = byNamespace[inode]!
+      return namespace(inode: inode, pids: pids)
+    }
+  }
+
+  /// The namespace `pid` is in (the host's: pid 1, or the agent's own).
+  public func namespace(of pid: Int32) -> Namespace? {
+    guard let inode = proc.networkNamespace(of: pid) else { return nil }
+    let pids = proc.pids().filter { proc.networkNamespace(of: $0) == inode }
+    return namespace(inode: inode, pids: pids)
+  }
+
+  func namespace(inode: UInt64, pids: [Int32]) -> Namespace {
+    // One process's view of /proc/PID/net is its namespace's; any live one will do.
+    var sockets: [ListeningSocket] = []
+    for pid in pids {
+      var read = false
+      for (file, transport) in [("tcp", ListeningSocket.Transport.tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] {
+        guard let text = try? Files.readText("\(proc.root)/\(pid)/net/\(file)") else { continue }
+        sockets += ProcNet.listening(text, transport: transport)
+        read = true
+      }
+      if read { break }
+    }
+    var owners: [UInt64: [Int32]] = [:]
+    let wanted = Set(sockets.map(\.inode))
+    for pid in pids {
+      for inode in proc.sockets(of: pid) where wanted.contains(inode) { owners[inode, default: []].append(pid) }
+    }
+    let holders = sockets.map { s -> Holder in
+      let pids = owners[s.inode] ?? []
+      return Holder(
+        socket: s, pids: pids, command: pids.first.map { proc.command(of: $0) } ?? "",
+        podUID: pids.first.flatMap { proc.podUID(of: $0) })
+    }.sorted { ($0.socket.port, $0.socket.transport.rawValue) < ($1.socket.port, $1.socket.transport.rawValue) }
+    let pod = pids.lazy.compactMap { proc.podUID(of: $0) }.first
+    return Namespace(inode: inode, pids: pids, listening: holders, podUID: pod)
+  }
+
+  /// The first port of `range` nothing in `namespace` takes for `transport` (any address).
+  public static func freePort(
+    in range: ClosedRange<Int>, transport: ListeningSocket.Transport, namespace: Namespace
+  ) -> Int? {
+    let taken = Set(namespace.listening.filter { $0.socket.transport == transport }.map(\.socket.port))
+    return range.first { !taken.contains($0) }
+  }
+}
+
+/// A host port a pod asks for that something else holds.
+public struct PortConflict: Sendable, Equatable {
+  public var pod: String
+  public var port: Int
+  public var transport: ListeningSocket.Transport
+  public var holder: PortScanner.Holder
+
+  /// What the pod's Event says.
+  public var message: String {
+    let who = holder.podUID.map { "pod \($0)" } ?? "a process on the host"
+    return
+      "host port \(port)/\(transport.rawValue) is held by \(who): pid \(holder.pids.map(String.init).joined(separator: ",")) (\(holder.command))"
+  }
+}
+
+/// A pod that takes host ports (hostNetwork, or hostPort in its spec), as the agent sees it.
+public struct HostPortPod: Sendable {
+  public var name: String
+  public var uid: String
+  public var ports: [(port: Int, transport: ListeningSocket.Transport)]
+  public init(name: String, uid: String, ports: [(port: Int, transport: ListeningSocket.Transport)]) {
+    self.name = name
+    self.uid = uid
+    self.ports = ports
+  }
+}
+
+extension PortScanner {
+  /// The host ports pods ask for that a process of another pod, or of the host, holds.
+  public static func conflicts(_ pods: [HostPortPod], host: Namespace) -> [PortConflict] {
+    var out: [PortConflict] = []
+    for pod in pods {
+      for (port, transport) in pod.ports {
+        for h in host.listening where h.socket.port == port && h.socket.transport == transport && h.podUID != pod.uid {
+          out.append(PortConflict(pod: pod.name, port: port, transport: transport, holder: h))
+          break
+        }
+      }
+    }
+    return out
+  }
+}
