@@ -135,7 +135,10 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
     // tarsagent's logic: ports from /proc, log retention (no Foundation, no NIO).
-    .target(name: "TarsAgentCore", dependencies: ["TarsRPC"], swiftSettings: strict),
+    .target(name: "TarsAgentCore", dependencies: ["TarsRPC", "CTarsAgent"], swiftSettings: strict),
+    // libcurl and libsystemd behind plain C functions (curl_easy_setopt is variadic).
+    .target(
+      name: "CTarsAgent", linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("systemd")]),
     // The image service: uploaded packages built, pushed and recorded as releases (TImage).
     .target(
       name: "TarsImageService",
@@ -227,7 +230,7 @@ let package = Package(
     .testTarget(
       name: "TarsKubeClientTests",
       dependencies: [
-        "TarsKubeClient", "TarsKube", "TarsTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+        "TarsKubeClient", "TarsKube", "TarsTestSupport", "TarsAgentCore", .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
     .testTarget(
