@@ -230,7 +230,8 @@ let package = Package(
     .testTarget(
       name: "TarsKubeClientTests",
       dependencies: [
-        "TarsKubeClient", "TarsKube", "TarsTestSupport", "TarsAgentCore", .product(name: "NIOCore", package: "swift-nio"),
+        "TarsKubeClient", "TarsKube", "TarsTestSupport", "TarsAgentCore",
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], swiftSettings: strict),
     .testTarget(
