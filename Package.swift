@@ -14,6 +14,7 @@ let package = Package(
     .executable(name: "tarsctl", targets: ["tarsctl"]),
     .executable(name: "tars2swift", targets: ["tars2swift"]),
     .executable(name: "tars-controlplane", targets: ["tars-controlplane"]),
+    .executable(name: "tarsagent", targets: ["tarsagent"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -136,6 +137,8 @@ let package = Package(
       ], swiftSettings: strict),
     // tarsagent's logic: ports from /proc, log retention (no Foundation, no NIO).
     .target(name: "TarsAgentCore", dependencies: ["TarsRPC", "CTarsAgent"], swiftSettings: strict),
+    .executableTarget(
+      name: "tarsagent", dependencies: ["TarsAgentCore"], path: "Sources/TarsAgent", swiftSettings: strict),
     // libcurl and libsystemd behind plain C functions (curl_easy_setopt is variadic).
     .target(
       name: "CTarsAgent", linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("systemd")]),

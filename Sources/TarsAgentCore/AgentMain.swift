@@ -1,0 +1,176 @@
+import Glibc
+
+/// tarsagent's commands:
+///
+/// - `tarsagent [run] [RETENTION FLAGS] [--every SECONDS]`: log retention now and then every
+///   `--every` seconds (default 3600) measured from the last pass's start — a schedule that means
+///   what it says (K8SFramework's "every 5 days" cron ran hourly); READY=1 to systemd once the
+///   first pass is done, WATCHDOG=1 as often as systemd asks. Between passes it sleeps: no
+///   wakeups unless systemd's watchdog asks for them.
+/// - `tarsagent retention [RETENTION FLAGS] [--dry-run]`: one pass, then exit.
+/// - `tarsagent ports [--pid PID]`: the listening ports of every network namespace (or PID's)
+///   with their holders.
+///
+/// Retention flags: `--log-dir DIR` (default `/usr/local/app/tars/app_log`), `--max-age-days N`
+/// (default 5, K8SFramework's), `--max-server-mib N`, `--min-free-mib N`, `--pattern GLOB`
+/// (repeatable; default `*.log`, `*.log.*`, `core.*`, `*.stdout.log*`).
+public enum AgentMain {
+  struct Options {
+    var command = "run"
+    var logDirectory = "/usr/local/app/tars/app_log"
+    var policy = RetentionPolicy()
+    var every: Int64 = 3600
+    var dryRun = false
+    var pid: Int32?
+    var patterns: [String] = []
+  }
+
+  struct UsageError: Error {
+    var message: String
+    init(_ message: String) { self.message = message }
+  }
+
+  public static func main(_ arguments: [String]) -> Int32 {
+    let o: Options
+    do {
+      o = try parse(arguments)
+    } catch {
+      printError("tarsagent: \(error.message) (tarsagent --help lists the flags)")
+      return 2
+    }
+    switch o.command {
+    case "help":
+      print(usage)
+      return 0
+    case "ports":
+      return ports(o)
+    case "retention":
+      return retentionPass(o) ? 0 : 1
+    default:
+      return run(o)
+    }
+  }
+
+  static let usage = """
+    tarsagent [run|retention|ports] [flags]
+      run        log retention now and every --every seconds (default 3600); READY/WATCHDOG to systemd
+      retention  one retention pass (--dry-run: say what would go)
+      ports      listening ports per network namespace, with their holders (--pid PID: its namespace only)
+    retention flags: --log-dir DIR  --max-age-days N (default 5)  --max-server-mib N  --min-free-mib N
+                     --pattern GLOB (repeatable)  --dry-run
+    """
+
+  static func parse(_ arguments: [String]) throws(UsageError) -> Options {
+    var o = Options()
+    o.policy.maxAgeSeconds = 5 * 86_400
+    var args = arguments[...]
+    if let first = args.first, !first.hasPrefix("-") {
+      guard ["run", "retention", "ports", "help"].contains(first) else {
+        throw UsageError("unknown command \(first): use run, retention or ports")
+      }
+      o.command = first
+      args = args.dropFirst()
+    }
+    func number(_ flag: String, _ value: String?, _ range: ClosedRange<Int64>) throws(UsageError) -> Int64 {
+      guard let value, let n = Int64(value), range.contains(n) else {
+        throw UsageError("\(flag) needs a number in \(range.lowerBound)...\(range.upperBound)")
+      }
+      return n
+    }
+    while let flag = args.first {
+      args = args.dropFirst()
+      let value = args.first
+      var takes = true
+      switch flag {
+      case "--log-dir":
+        guard let value, value.hasPrefix("/") else { throw UsageError("--log-dir needs an absolute directory") }
+        o.logDirectory = value
+      case "--max-age-days":
+        let days = try number(flag, value, 0...36_500)
+        o.policy.maxAgeSeconds = days == 0 ? nil : days * 86_400
+      case "--max-server-mib": o.policy.maxBytesPerServer = try number(flag, value, 1...(1 << 30)) << 20
+      case "--min-free-mib": o.policy.minFreeBytes = try number(flag, value, 1...(1 << 30)) << 20
+      case "--every": o.every = try number(flag, value, 60...(366 * 86_400))
+      case "--pid": o.pid = Int32(try number(flag, value, 1...Int64(Int32.max)))
+      case "--pattern":
+        guard let value, !value.isEmpty else { throw UsageError("--pattern needs a file name pattern") }
+        o.patterns.append(value)
+      case "--dry-run":
+        o.dryRun = true
+        takes = false
+      case "-h", "--help":
+        o.command = "help"
+        takes = false
+      default: throw UsageError("unknown flag \(flag)")
+      }
+      if takes { args = args.dropFirst() }
+    }
+    if !o.patterns.isEmpty { o.policy.patterns = o.patterns }
+    return o
+  }
+
+  /// One retention pass; false when the log directory cannot be read.
+  static func retentionPass(_ o: Options) -> Bool {
+    var st = stat()
+    guard stat(o.logDirectory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
+      printError("tarsagent: retention: \(o.logDirectory) is not a directory (--log-dir)")
+      return false
+    }
+    let files = Retention.scan(o.logDirectory, patterns: o.policy.patterns)
+    let plan = Retention.plan(
+      files, policy: o.policy, now: Int64(time(nil)), free: Retention.freeBytes(o.logDirectory) ?? Int64.max,
+      open: Proc().openForWriting())
+    let freed = Retention.apply(plan, dryRun: o.dryRun) { say($0) }
+    say(
+      "tarsagent: retention: \(files.count) files under \(o.logDirectory), \(plan.count) \(o.dryRun ? "to delete" : "deleted"), \(freed) bytes freed"
+    )
+    return true
+  }
+
+  static func run(_ o: Options) -> Int32 {
+    guard retentionPass(o) else { return 1 }
+    Systemd.notify("READY=1")
+    let watchdog = Systemd.watchdogMicroseconds.map { Int64($0 / 2_000_000) }.map { max($0, 1) }
+    var next = Int64(time(nil)) + o.every
+    while true {
+      let now = Int64(time(nil))
+      if now >= next {
+        _ = retentionPass(o)
+        next += o.every
+        if next <= now { next = now + o.every }  // a pass longer than the interval: no burst
+      }
+      Systemd.notify("WATCHDOG=1")
+      var sleep = timespec(tv_sec: Int(min(next - Int64(time(nil)), watchdog ?? Int64.max)), tv_nsec: 0)
+      var left = timespec()
+      while sleep.tv_sec > 0, nanosleep(&sleep, &left) != 0, errno == EINTR { sleep = left }
+    }
+  }
+
+  static func ports(_ o: Options) -> Int32 {
+    let scanner = PortScanner()
+    let namespaces = o.pid.map { pid in scanner.namespace(of: pid).map { [$0] } ?? [] } ?? scanner.scan()
+    guard !namespaces.isEmpty else {
+      printError("tarsagent: ports: no such process \(o.pid ?? 0) (--pid)")
+      return 1
+    }
+    for ns in namespaces where !ns.listening.isEmpty {
+      print("net:[\(ns.inode)]\(ns.podUID.map { " pod \($0)" } ?? "") (\(ns.pids.count) processes)")
+      for h in ns.listening {
+        let who = h.pids.isEmpty ? "?" : "\(h.pids.map(String.init).joined(separator: ",")) \(h.command)"
+        print("  \(h.socket.transport.rawValue) \(h.socket.address):\(h.socket.port)  \(who)")
+      }
+    }
+    return 0
+  }
+
+  static func printError(_ text: String) {
+    let bytes = Array((text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+  }
+
+  /// A line on standard output, written at once (a log collector reads it as it comes).
+  static func say(_ text: String) {
+    let bytes = Array((text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+  }
+}
