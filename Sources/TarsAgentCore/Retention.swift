@@ -19,7 +19,8 @@ public struct RetentionPolicy: Sendable, Equatable {
 /// A file under the log directory, as retention judges it.
 public struct LogFile: Sendable, Equatable {
   public var path: String
-  /// `App.Server` (the first two directories below the root), or "" above that.
+  /// `App.Server`: the two directories the file is in (tarsnode writes `<App>/<Server>/…`, under
+  /// `<namespace>/<pod>/` when pods share the node's log directory), or "" nearer the root.
   public var server: String
   public var bytes: Int64
   /// Modification time, seconds since the epoch.
@@ -48,7 +49,8 @@ public enum Retention {
         } else if st.st_mode & S_IFMT == S_IFREG, patterns.contains(where: { glob($0, name) }) {
           out.append(
             LogFile(
-              path: path, server: parts.count >= 2 ? "\(parts[0]).\(parts[1])" : "", bytes: Int64(st.st_size),
+              path: path, server: parts.count >= 2 ? parts.suffix(2).joined(separator: ".") : "",
+              bytes: Int64(st.st_size),
               modified: Int64(st.st_mtim.tv_sec), device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
         }
       }

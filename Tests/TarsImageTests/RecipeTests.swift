@@ -9,7 +9,7 @@ import Testing
 @Suite("docker/ recipes")
 struct RecipeTests {
   static let docker = Fixtures.repositoryRoot.appendingPathComponent("docker").path
-  static let names = ["node", "cpp", "java", "nodejs", "not-tars", "controlplane"]
+  static let names = ["node", "cpp", "java", "nodejs", "not-tars", "controlplane", "agent"]
 
   static func recipe(_ name: String) throws -> Recipe {
     let path = docker + "/\(name)/recipe.yaml"

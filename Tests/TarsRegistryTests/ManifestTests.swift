@@ -1,4 +1,5 @@
 import Foundation
+import TarsCRD
 import TarsKube
 import TarsRegistry
 import TarsTestSupport
@@ -113,5 +114,29 @@ struct ManifestTests {
     #expect(((container["resources"] as? [String: Any])?["limits"] as? [String: Any])?["memory"] != nil)
     let replicas = (deployment["spec"] as? [String: Any])?["replicas"] as? Int ?? 1
     #expect(docs.contains { $0["kind"] as? String == "PodDisruptionBudget" } == (replicas > 1))
+  }
+
+  /// The agent has the node's processes and its log directory, and nothing else: the three
+  /// capabilities its retention needs, no API token, no other host path, no host network.
+  @Test func theAgentHasExactlyWhatItsJobsNeed() throws {
+    let docs = try documents("agent/agent.yaml")
+    let ds = try #require(docs.first { $0["kind"] as? String == "DaemonSet" })
+    let pod = try #require(((ds["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    #expect(pod["hostPID"] as? Bool == true && pod["hostNetwork"] == nil)
+    #expect(pod["automountServiceAccountToken"] as? Bool == false)
+    let paths = (pod["volumes"] as? [[String: Any]] ?? []).compactMap {
+      ($0["hostPath"] as? [String: Any])?["path"] as? String
+    }
+    #expect(paths == ["/usr/local/app/tars/app_log"])
+    let container = try #require((pod["containers"] as? [[String: Any]])?.first)
+    let sc = try #require(container["securityContext"] as? [String: Any])
+    #expect(sc["privileged"] == nil && sc["allowPrivilegeEscalation"] as? Bool == false)
+    #expect(sc["readOnlyRootFilesystem"] as? Bool == true)
+    let caps = try #require(sc["capabilities"] as? [String: Any])
+    #expect(caps["drop"] as? [String] == ["ALL"])
+    #expect(caps["add"] as? [String] == ["DAC_OVERRIDE", "DAC_READ_SEARCH", "SYS_PTRACE"])
+    #expect(((container["resources"] as? [String: Any])?["limits"] as? [String: Any])?["memory"] != nil)
+    // Its ServiceAccount is one no TServer may use.
+    #expect(TarsCRDRules.frameworkServiceAccounts.contains("tars-tarsagent"))
   }
 }
