@@ -103,6 +103,8 @@ public final class RegistryClient: Sendable {
       } catch let e as ImageError {
         throw e
       } catch {
+        // Cancelled (a build stopped, or past its deadline): no retry, and say so.
+        if error is CancellationError || Task.isCancelled { throw ImageError("\(what): cancelled") }
         // A certificate or protocol mismatch does not pass with retrying: say what to set.
         if error is NIOSSLError || error is NIOSSLExtraError || error is BoringSSLError {
           throw ImageError(

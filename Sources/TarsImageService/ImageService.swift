@@ -189,10 +189,14 @@ public actor ImageService {
       await self.keep(id, result)
     }
     outcome = builds[id]?.result ?? outcome
-    if !ran, case .success = outcome {
-      outcome = .failure(BuildFailure("lost the Lease before the release was recorded"))
-    }
     let reason = builds[id]?.stopReason
+    if !ran, reason == nil {
+      // The Lease could not be renewed in time: another replica may take it, so the build stopped.
+      outcome = .failure(
+        BuildFailure(
+          "lost the Lease \(elector.name) (not renewed within \(options.lease.renewDeadline)): stopped; build it again")
+      )
+    }
     switch outcome {
     case .success(let message): finish(id, .done, message)
     case .failure(let f): finish(id, reason == nil ? .failed : .cancelled, reason ?? f.message)

@@ -26,7 +26,7 @@ public final class LeaderElector: Sendable {
 
   let store: any ObjectStore
   let namespace: String
-  let name: String
+  public let name: String
   public let identity: String
   let timing: Timing
   let log: @Sendable (String) -> Void

@@ -78,9 +78,10 @@ struct ImageServiceTests {
           release: {id: old, image: example/old:1, nodeImage: example/node:1}
         """)
       var options = ImageService.Options(identity: "admin-0", workDirectory: dir.file("work"))
-      options.lease.retry = .milliseconds(200)
-      options.lease.leaseDuration = .seconds(2)
-      options.lease.renewDeadline = .seconds(1)
+      // Short, but not so short that a loaded machine loses the lease mid-build.
+      options.lease.retry = .milliseconds(250)
+      options.lease.leaseDuration = .seconds(6)
+      options.lease.renewDeadline = .seconds(4)
       images = ImageService(store: observed, namespace: "tars", options: options, log: { _ in })
       let tservers = Informer(store: store, resource: .tservers, namespace: "tars")
       let pods = Informer(store: store, resource: .pods, namespace: "tars", selector: .tarsServer)
@@ -343,6 +344,30 @@ struct ImageServiceTests {
     #expect(done?.phase == .done, "\(done?.message ?? "")")
     #expect(await f.images.state(first.id)?.phase == .cancelled)
     #expect(try await f.tserver().spec?[path: ["release", "id"]]?.stringValue == second.id)
+    silent.close()
+    await f.stop()
+  }
+  @Test func aBuildThatLosesItsLeaseStopsAndSaysSo() async throws {
+    let silent = try SilentListener()
+    let f = try await Fixture(imageBuild: "{bases: {go: '127.0.0.1:\(silent.port)/base/go:1'}}")
+    let build = try await f.images.submit(
+      BuildRequest(
+        server: "Test.HelloServer", serverType: "go", person: "a", setRelease: true, package: try f.package()))
+    try await Task.sleep(for: .milliseconds(500))
+    // Someone else takes the Lease (as a replica would after this one stopped renewing).
+    var lease = try await f.store.get(.leases, namespace: "tars", name: "tars-image-test-helloserver")
+    #expect(lease.spec?["holderIdentity"]?.stringValue == "admin-0/\(build.id)")
+    lease.json.set(["spec", "holderIdentity"], .string("admin-1/other"))
+    _ = try await f.store.update(.leases, lease, status: false)
+    var state: BuildState?
+    for _ in 0..<200 {
+      state = await f.images.state(build.id)
+      if state?.phase.finished == true { break }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    #expect(state?.phase == .failed, "\(state?.message ?? "")")
+    #expect(state?.message.contains("lost the Lease tars-image-test-helloserver") == true, "\(state?.message ?? "")")
+    #expect(try await f.tserver().spec?[path: ["release", "id"]]?.stringValue == "old")
     silent.close()
     await f.stop()
   }
