@@ -152,11 +152,13 @@ struct ServerTests {
   @Test(arguments: ServerKind.allCases)
   func idleConnectionsAreClosed(_ kind: ServerKind) async throws {
     let server = try await kind.start([helloName: HelloImpl()], idleTimeoutMs: 300)
-    let idle = try RawSocket(port: server.port, timeoutMs: 3000)
+    let idle = try RawSocket(port: server.port, timeoutMs: 10_000)
     let start = Date()
     #expect(idle.isClosedByPeer())
     let waited = Date().timeIntervalSince(start)
-    #expect(waited > 0.2 && waited < 2.5, "closed after \(waited) s")
+    // Not before the timeout; and long before the default's minute, with room for a machine
+    // busy with the other suites (a fresh-clone CI closed it after 2.5-3 s).
+    #expect(waited > 0.2 && waited < 8, "closed after \(waited) s")
     await server.stop()
   }
 
