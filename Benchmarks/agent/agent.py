@@ -1,0 +1,86 @@
+"""tarsagent's cost on a node, beside the tools an operator would otherwise run, in interleaved
+rounds (ratios, not absolute times, are the figures):
+
+- a retention pass (dry run) over 10,000 log files in 100 server directories, half of them
+  older than the 5-day limit, beside `find DIR -name '*.log' -mtime +5` (K8SFramework's cron);
+- a port query for a process holding 1,000 listening sockets (`tarsagent ports --pid`), beside
+  `ss -ltnp` (which also maps sockets to processes);
+- the agent idle between passes (`tarsagent run --every 3600`): VmHWM, RssAnon, and its context
+  switches over 10 s (wakeups).
+
+Peak RSS is GNU time's maximum resident set size. The release tarsagent is the one
+`swift build -c release --product tarsagent` makes (Swift's runtime in shared libraries).
+"""
+import os, shutil, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT = os.path.join(ROOT, ".build/release/tarsagent")
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+
+
+def timed(argv):
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %M", *argv], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{argv[0]} failed: {out.stderr[-2000:]}")
+    seconds, kib = out.stderr.strip().splitlines()[-1].split()
+    return float(seconds), int(kib)
+
+
+def status(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    return fields
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="tars-agent-bench.")
+    holder = None
+    try:
+        logs = os.path.join(work, "app_log")
+        old = time.time() - 10 * 86400
+        for s in range(100):
+            d = os.path.join(logs, f"App{s // 10}", f"Server{s}")
+            os.makedirs(d)
+            for i in range(100):
+                p = os.path.join(d, f"App.Server{s}_{i}.log")
+                with open(p, "wb") as f:
+                    f.write(b"x" * 64)
+                if i % 2 == 0:
+                    os.utime(p, (old, old))
+        script = ("import socket, sys, time\nss = []\nfor i in range(1000):\n"
+                  "    s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); ss.append(s)\n"
+                  "print('ready', flush=True)\ntime.sleep(600)\n")
+        holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        holder.stdout.readline()
+        rows = {"retention (tarsagent)": [], "find -mtime +5": [], "ports (tarsagent)": [], "ss -ltnp": []}
+        for _ in range(ROUNDS):
+            rows["retention (tarsagent)"].append(timed([AGENT, "retention", "--log-dir", logs, "--dry-run"]))
+            rows["find -mtime +5"].append(timed(["find", logs, "-name", "*.log", "-mtime", "+5"]))
+            rows["ports (tarsagent)"].append(timed([AGENT, "ports", "--pid", str(holder.pid)]))
+            rows["ss -ltnp"].append(timed(["ss", "-ltnp"]))
+        print(f"10,000 log files, a process with 1,000 listening sockets; {ROUNDS} interleaved rounds (median)")
+        for name, values in rows.items():
+            print(f"  {name:22s} {median([s for s, _ in values]):6.3f} s   peak RSS {max(k for _, k in values) / 1024:6.1f} MiB")
+        agent = subprocess.Popen([AGENT, "run", "--log-dir", logs, "--every", "3600"], stdout=subprocess.DEVNULL)
+        time.sleep(3)
+        before = status(agent.pid)
+        time.sleep(10)
+        after = status(agent.pid)
+        agent.terminate()
+        agent.wait()
+        switches = sum(int(after[k]) - int(before[k]) for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+        print(f"  idle agent: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, {switches} context switches in 10 s")
+    finally:
+        if holder:
+            holder.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+main()
