@@ -136,7 +136,7 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
     // tarsagent's logic: ports from /proc, log retention (no Foundation, no NIO).
-    .target(name: "TarsAgentCore", dependencies: ["TarsRPC", "CTarsAgent"], swiftSettings: strict),
+    .target(name: "TarsAgentCore", dependencies: ["TarsRPC", "TarsProtocol", "CTarsAgent"], swiftSettings: strict),
     .executableTarget(
       name: "tarsagent", dependencies: ["TarsAgentCore"], path: "Sources/TarsAgent", swiftSettings: strict),
     // libcurl and libsystemd behind plain C functions (curl_easy_setopt is variadic).
@@ -258,7 +258,8 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
-    .testTarget(name: "TarsAgentTests", dependencies: ["TarsAgentCore", "TarsTestSupport"], swiftSettings: strict),
+    .testTarget(
+      name: "TarsAgentTests", dependencies: ["TarsAgentCore", "TarsProtocol", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
       name: "TarsImageTests",
       dependencies: [

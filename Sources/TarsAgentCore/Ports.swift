@@ -1,4 +1,5 @@
 import Glibc
+import TarsProtocol
 import TarsRPC
 
 /// A socket that takes a port: TCP in LISTEN, or a bound UDP socket.
@@ -184,5 +185,34 @@ extension PortScanner {
       }
     }
     return out
+  }
+}
+
+extension HostPortPod {
+  /// The pods of a PodList (the node's, as the agent lists them) that take host ports: every
+  /// container port of a hostNetwork pod, the `hostPort`s of the others. Pods that have ended
+  /// take none.
+  public static func from(podList json: JSONValue) -> [HostPortPod] {
+    guard case .array(let items)? = json["items"] else { return [] }
+    return items.compactMap { pod in
+      let phase = pod["status"]?["phase"]?.stringValue
+      guard phase != "Succeeded", phase != "Failed", let name = pod["metadata"]?["name"]?.stringValue else {
+        return nil
+      }
+      let hostNetwork: Bool
+      if case .bool(true)? = pod["spec"]?["hostNetwork"] { hostNetwork = true } else { hostNetwork = false }
+      var ports: [(port: Int, transport: ListeningSocket.Transport)] = []
+      guard case .array(let containers)? = pod["spec"]?["containers"] else { return nil }
+      for container in containers {
+        guard case .array(let declared)? = container["ports"] else { continue }
+        for p in declared {
+          let number = hostNetwork ? p["containerPort"]?.intValue : p["hostPort"]?.intValue
+          guard let number, (1...65535).contains(number) else { continue }
+          ports.append((Int(number), p["protocol"]?.stringValue == "UDP" ? .udp : .tcp))
+        }
+      }
+      guard !ports.isEmpty else { return nil }
+      return HostPortPod(name: name, uid: pod["metadata"]?["uid"]?.stringValue ?? "", ports: ports)
+    }
   }
 }

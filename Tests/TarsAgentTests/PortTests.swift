@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import TarsAgentCore
+import TarsProtocol
 import TarsTestSupport
 import Testing
 
@@ -107,6 +108,31 @@ struct PortTests {
     #expect(conflicts.first?.message.contains("a process on the host") == true)
     // A port nobody holds is no conflict.
     #expect(PortScanner.conflicts([HostPortPod(name: "p", uid: "u", ports: [(freePort(), .udp)])], host: host).isEmpty)
+  }
+
+  /// The node's pods as the API lists them: which take host ports, and which.
+  @Test func podListsGiveTheHostPortsPodsTake() throws {
+    // A real PodList (kube-apiserver 1.28): pods without host ports take none.
+    let recorded = try String(
+      contentsOf: Fixtures.directory.appendingPathComponent("kube/015_list_pods_limit1_no_selector/response.body"),
+      encoding: .utf8)
+    #expect(HostPortPod.from(podList: try JSONValue(parsing: recorded)).isEmpty)
+    let list = try JSONValue(
+      parsing: """
+        {"kind": "PodList", "items": [
+          {"metadata": {"name": "test-hostnet-0", "uid": "u1"}, "spec": {"hostNetwork": true, "containers": [
+            {"name": "a", "ports": [{"containerPort": 10015}, {"containerPort": 10016, "protocol": "UDP"}]}]}},
+          {"metadata": {"name": "test-hostport-0", "uid": "u2"}, "spec": {"containers": [
+            {"name": "a", "ports": [{"containerPort": 10015, "hostPort": 30015}, {"containerPort": 9000}]}]}},
+          {"metadata": {"name": "test-done-0", "uid": "u3"}, "status": {"phase": "Succeeded"},
+           "spec": {"hostNetwork": true, "containers": [{"name": "a", "ports": [{"containerPort": 1}]}]}},
+          {"metadata": {"name": "test-plain-0", "uid": "u4"}, "spec": {"containers": [{"name": "a"}]}}
+        ]}
+        """)
+    let pods = HostPortPod.from(podList: list)
+    #expect(pods.map(\.name) == ["test-hostnet-0", "test-hostport-0"])
+    #expect(pods[0].ports.map(\.port) == [10015, 10016] && pods[0].ports.map(\.transport) == [.tcp, .udp])
+    #expect(pods[1].ports.map(\.port) == [30015] && pods[1].uid == "u2")
   }
 
   @Test func cgroupPathsNameThePod() {
