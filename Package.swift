@@ -159,7 +159,8 @@ let package = Package(
       ], swiftSettings: strict),
     // One-machine mode's kubelet: TServer replicas as tarsnode processes on 127.x addresses.
     .target(
-      name: "TarsLocalRuntime", dependencies: ["TarsKube", "TarsProtocol", "TarsImage", "CTarsSpawn"],
+      name: "TarsLocalRuntime",
+      dependencies: ["TarsKube", "TarsProtocol", "TarsImage", "TarsImageService", "CTarsSpawn"],
       swiftSettings: strict),
     // The controller: TServers into StatefulSets/DaemonSets and Services.
     .target(name: "TarsController", dependencies: ["TarsKube", "TarsCRD", "TarsProtocol"], swiftSettings: strict),

@@ -289,12 +289,17 @@ struct AdminRoutes: Sendable {
   /// The TServer named by `:id`: `App.Server` (what operators type) or its object name.
   func server(_ context: BasicRequestContext) throws -> KubeObject {
     let id = try context.parameters.require("id")
-    let all = d.tservers.objects.values
-    let found =
-      all.first { "\($0.spec?["app"]?.stringValue ?? "").\($0.spec?["server"]?.stringValue ?? "")" == id }
-      ?? all.first { $0.name == id }
-    guard let found else { throw HTTPError(.notFound, message: "no server \(id): tarsctl servers lists them") }
+    guard let found = tserver(id) else {
+      throw HTTPError(.notFound, message: "no server \(id): tarsctl servers lists them")
+    }
     return found
+  }
+
+  /// The TServer `id` names: `App.Server` (what operators type) or its object name.
+  func tserver(_ id: String) -> KubeObject? {
+    let all = d.tservers.objects.values
+    return all.first { "\($0.spec?["app"]?.stringValue ?? "").\($0.spec?["server"]?.stringValue ?? "")" == id }
+      ?? all.first { $0.name == id }
   }
 
   func servers() async -> [ServerRow] {

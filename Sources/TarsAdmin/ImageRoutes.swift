@@ -67,7 +67,7 @@ extension AdminRoutes {
     }
     g.get("images/:server/releases") { _, context in
       let server = try context.parameters.require("server")
-      let name = server.replacingOccurrences(of: ".", with: "-").lowercased()
+      let name = BuildState.imageName(server)
       let timage: KubeObject
       do {
         timage = try await d.store.get(.timages, namespace: d.namespace, name: name)
@@ -93,11 +93,6 @@ extension AdminRoutes {
         throw HTTPError(HTTPResponse.Status(code: error.status), message: error.message)
       }
     }
-  }
-
-  /// The TServer `App.Server`, if there is one.
-  func tserver(_ id: String) -> KubeObject? {
-    d.tservers.objects.values.first { "\(TServer($0).app ?? "").\(TServer($0).server ?? "")" == id }
   }
 
   func imageService() throws -> ImageService {

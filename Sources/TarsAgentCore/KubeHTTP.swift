@@ -107,9 +107,12 @@ public struct KubeHTTP: Sendable {
     func take(_ bytes: UnsafeRawBufferPointer) -> Bool {
       body.append(contentsOf: bytes)
       guard let lines else { return true }
-      while let newline = body.firstIndex(of: UInt8(ascii: "\n")) {
-        let line = Array(body[..<newline])
-        body.removeSubrange(...newline)
+      // Lines are handed out from a moving start; what they took is dropped once, at the end.
+      var start = body.startIndex
+      defer { body.removeSubrange(..<start) }
+      while let newline = body[start...].firstIndex(of: UInt8(ascii: "\n")) {
+        let line = Array(body[start..<newline])
+        start = newline + 1
         if !line.isEmpty, !lines(line) {
           stopped = true
           return false

@@ -25,8 +25,8 @@ public struct LogFile: Sendable, Equatable {
   public var bytes: Int64
   /// Modification time, seconds since the epoch.
   public var modified: Int64
-  public var device: UInt64
-  public var inode: UInt64
+  /// Device and inode: what open descriptors are compared by.
+  public var id: FileID
 }
 
 /// One deletion and why: what the agent logs for every file it removes.
@@ -51,7 +51,7 @@ public enum Retention {
             LogFile(
               path: path, server: parts.count >= 2 ? parts.suffix(2).joined(separator: ".") : "",
               bytes: Int64(st.st_size),
-              modified: Int64(st.st_mtim.tv_sec), device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+              modified: Int64(st.st_mtim.tv_sec), id: FileID(st)))
         }
       }
     }
@@ -66,7 +66,7 @@ public enum Retention {
   ) -> [Deletion] {
     var out: [Deletion] = []
     var gone: Set<String> = []
-    let candidates = files.filter { !open.contains(FileID(device: $0.device, inode: $0.inode)) }
+    let candidates = files.filter { !open.contains($0.id) }
       .sorted { ($0.modified, $0.path) < ($1.modified, $1.path) }
     if let maxAge = policy.maxAgeSeconds {
       for f in candidates where now - f.modified > maxAge {
@@ -135,6 +135,8 @@ public struct FileID: Hashable, Sendable {
     self.device = device
     self.inode = inode
   }
+
+  init(_ st: stat) { self.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
 }
 
 extension Proc {
@@ -152,7 +154,7 @@ extension Proc {
         else { continue }
         var st = stat()
         guard stat("\(dir)/\(fd)", &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
-        out.insert(FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
+        out.insert(FileID(st))
       }
     }
     return out

@@ -102,9 +102,8 @@ public struct LayerWriter {
     var unique: [String: Item] = [:]
     for (path, item) in entries { unique[path] = item }
     let ordered = unique.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
-    let upload = try blobs.begin()
     var tarHash = Hasher256()
-    do {
+    let (digest, size) = try blobs.store("cannot write the layer") { upload in
       let gzip = try GzipWriter { try upload.write($0) }
       var tar = TarWriter { bytes in
         tarHash.update(bytes)
@@ -134,14 +133,7 @@ public struct LayerWriter {
       }
       try tar.finish()
       try gzip.finish()
-    } catch let e as ImageError {
-      upload.abandon()
-      throw e
-    } catch {
-      upload.abandon()
-      throw ImageError("cannot write the layer: \(error)")
     }
-    let (digest, size) = try upload.commit()
     return LayerBlob(
       descriptor: Descriptor(mediaType: MediaType.ociLayerGzip, digest: digest, size: size), diffID: tarHash.finish())
   }
@@ -171,11 +163,10 @@ extension LayerWriter {
     } else {
       next = raw
     }
-    let upload = try blobs.begin()
     var tarHash = Hasher256()
-    var total = 0
-    var firstBlock: [UInt8] = []
-    do {
+    let (digest, size) = try blobs.store("cannot read \(path) as a layer") { upload in
+      var total = 0
+      var firstBlock: [UInt8] = []
       let gzip = try GzipWriter { try upload.write($0) }
       while true {
         let chunk = try next()
@@ -186,19 +177,11 @@ extension LayerWriter {
         try gzip.write(chunk)
       }
       try gzip.finish()
-    } catch let e as ImageError {
-      upload.abandon()
-      throw e
-    } catch {
-      upload.abandon()
-      throw ImageError("cannot read \(path) as a layer: \(error)")
+      // ustar (and GNU) archives carry "ustar" at offset 257 of their first header.
+      guard total % 512 == 0, firstBlock.count == 512, Array(firstBlock[257..<262]) == Array("ustar".utf8) else {
+        throw ImageError("\(path) is not a tar archive: a layer must be one (mmdebstrap --format=tar makes one)")
+      }
     }
-    // ustar (and GNU) archives carry "ustar" at offset 257 of their first header.
-    guard total % 512 == 0, firstBlock.count == 512, Array(firstBlock[257..<262]) == Array("ustar".utf8) else {
-      upload.abandon()
-      throw ImageError("\(path) is not a tar archive: a layer must be one (mmdebstrap --format=tar makes one)")
-    }
-    let (digest, size) = try upload.commit()
     return LayerBlob(
       descriptor: Descriptor(mediaType: MediaType.ociLayerGzip, digest: digest, size: size), diffID: tarHash.finish())
   }

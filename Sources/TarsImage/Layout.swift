@@ -14,6 +14,21 @@ public final class BlobStore: Sendable {
   public func path(_ d: Digest) -> String { directory + "/" + d.hex }
   public func has(_ d: Digest) -> Bool { Paths.exists(path(d)) }
 
+  /// A blob `body` writes; abandoned when `body` fails (`what` says what could not be written).
+  public func store(_ what: String, _ body: (BlobUpload) throws -> Void) throws(ImageError) -> (Digest, Int64) {
+    let upload = try begin()
+    do {
+      try body(upload)
+    } catch let e as ImageError {
+      upload.abandon()
+      throw e
+    } catch {
+      upload.abandon()
+      throw ImageError("\(what): \(error)")
+    }
+    return try upload.commit()
+  }
+
   public func begin() throws(ImageError) -> BlobUpload {
     try BlobUpload(store: self)
   }

@@ -1,4 +1,5 @@
 import Foundation
+import TarsKube
 
 /// `REGISTRY/REPOSITORY[:TAG][@sha256:…]`, as docker and skopeo write image names. The
 /// registry part is required (there is no implicit Docker Hub here): a host with a dot or a
@@ -97,6 +98,12 @@ public struct RegistryCredentials: Sendable, Equatable {
       return RegistryCredentials(username: user, password: password)
     }
     throw ImageError("\(path): the entry for \(registry) has neither auth nor username and password")
+  }
+
+  /// The docker config a `kubernetes.io/dockerconfigjson` Secret holds (its `.dockerconfigjson`,
+  /// decoded); nil when it holds none.
+  public static func dockerConfig(ofSecret secret: KubeObject) -> Data? {
+    secret.json["data"]?[".dockerconfigjson"]?.stringValue.flatMap { Data(base64Encoded: $0) }
   }
 
   var basic: String { "Basic " + Data("\(username):\(password)".utf8).base64EncodedString() }

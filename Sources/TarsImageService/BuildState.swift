@@ -80,5 +80,7 @@ public struct BuildState: Sendable {
   }
 
   /// The TImage's name for a server: `app-server`, lower case (K8SFramework's).
-  static func imageName(_ server: String) -> String { server.replacingOccurrences(of: ".", with: "-").lowercased() }
+  public static func imageName(_ server: String) -> String {
+    server.replacingOccurrences(of: ".", with: "-").lowercased()
+  }
 }

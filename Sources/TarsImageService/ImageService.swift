@@ -112,9 +112,9 @@ public actor ImageService {
   /// A build with its log from line `from` on; nil when unknown here.
   public func state(_ id: String, logFrom from: Int = 0) -> BuildState? {
     guard var s = builds[id]?.state else { return nil }
-    let skip = max(0, from - s.logStart)
-    s.log = Array(s.log.dropFirst(min(skip, s.log.count)))
-    s.logStart += min(skip, builds[id]!.state.log.count)
+    let skip = min(max(0, from - s.logStart), s.log.count)
+    s.log.removeFirst(skip)
+    s.logStart += skip
     return s
   }
 

@@ -44,6 +44,9 @@ public struct ImageSettings: Sendable, Equatable {
 
   public init(registry: String) { self.registry = registry }
 
+  /// The registry's host (and port), without the repository prefix.
+  public var registryHost: String { registry.split(separator: "/").first.map(String.init) ?? registry }
+
   /// From the TFrameworkConfig; each error names the field to set.
   public init(frameworkConfig o: KubeObject?) throws(ImageServiceError) {
     guard let o else {

@@ -115,8 +115,7 @@ extension ImageService {
         "cannot read the Secret \(name) (imageUpload.secret): \(error.message): create it with kubectl create secret docker-registry \(name) …"
       )
     }
-    guard let text = secret.json["data"]?[".dockerconfigjson"]?.stringValue, let data = Data(base64Encoded: text)
-    else {
+    guard let data = RegistryCredentials.dockerConfig(ofSecret: secret) else {
       throw BuildFailure("the Secret \(name) has no .dockerconfigjson: make it a kubernetes.io/dockerconfigjson Secret")
     }
     return data

@@ -1,5 +1,6 @@
 import Foundation
 import TarsImage
+import TarsImageService
 import TarsKube
 import TarsProtocol
 
@@ -78,15 +79,14 @@ extension LocalRuntime {
     var o = RegistryClient.Options()
     let namespace = configuration.namespace
     if let tfc = try? await store.get(.tframeworkconfigs, namespace: namespace, name: "tars-framework"),
-      let registry = tfc.json["imageUpload"]?["registry"]?.stringValue,
-      registry.split(separator: "/").first.map(String.init) == ref.registry
+      let settings = try? ImageSettings(frameworkConfig: tfc), settings.registryHost == ref.registry
     {
-      o.plainHTTP = tfc.json["imageUpload"]?["plainHTTP"]?.boolValue ?? false
-      o.caFile = tfc.json["imageUpload"]?["caFile"]?.stringValue
+      o.plainHTTP = settings.plainHTTP
+      o.caFile = settings.caFile
     }
     for name in pullSecrets {
       guard let secret = try? await store.get(.secrets, namespace: namespace, name: name),
-        let text = secret.json["data"]?[".dockerconfigjson"]?.stringValue, let data = Data(base64Encoded: text),
+        let data = RegistryCredentials.dockerConfig(ofSecret: secret),
         let credentials = try? RegistryCredentials.fromDockerConfig(
           json: data, source: "the Secret \(name)", registry: ref.registry)
       else { continue }
