@@ -222,7 +222,8 @@ let package = Package(
       ],
       swiftSettings: strict),
     .testTarget(
-      name: "TarsStoreTests", dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient", "TarsTestSupport"],
+      name: "TarsStoreTests",
+      dependencies: ["TarsKube", "TarsEmbeddedStore", "TarsKubeClient", "TarsAdmin", "TarsTestSupport"],
       swiftSettings: strict),
     .testTarget(
       name: "TarsRegistryTests",

@@ -65,15 +65,8 @@ public final class AdminServer: Sendable {
     }
   }
 
-  public let port: Int
-  let task: Task<Void, Never>
-  let group: ServiceGroup
-
-  init(port: Int, task: Task<Void, Never>, group: ServiceGroup) {
-    self.port = port
-    self.task = task
-    self.group = group
-  }
+  let http: HTTPService
+  public var port: Int { http.port }
 
   /// Binds `host:port` (0: any free port) and serves until `stop()`.
   public static func start(
@@ -94,12 +87,34 @@ public final class AdminServer: Sendable {
     let group = router.group(RouterPath(AdminAPI.prefix))
     routes.register(on: group)
     routes.registerImages(on: group)
-    var logger = Logger(label: "tars.admin")
+    return AdminServer(
+      http: try await HTTPService.start(router: router, host: host, port: port, name: "admin API", log: log))
+  }
+
+  init(http: HTTPService) { self.http = http }
+
+  /// Lets requests in flight finish, then closes the listener.
+  public func stop() async { await http.stop() }
+}
+
+/// A Hummingbird application on its own task: started once it listens (or the reason it could
+/// not), stopped gracefully. The admin API and the Kubernetes API front both run this way.
+struct HTTPService: Sendable {
+  let port: Int
+  let task: Task<Void, Never>
+  let group: ServiceGroup
+
+  /// Binds `host:port` (0: any free port); returns once listening, or throws a `ListenError`.
+  static func start(
+    router: Router<BasicRequestContext>, host: String, port: Int, name: String,
+    log: @escaping @Sendable (String) -> Void
+  ) async throws -> HTTPService {
+    var logger = Logger(label: "tars.\(name)")
     logger.logLevel = .warning
     let (bound, boundContinuation) = AsyncStream<Int>.makeStream()
     let running = RunningFlag()
     let app = Application(
-      router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tars-admin"),
+      router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tars"),
       onServerRunning: { channel in
         running.value.store(true, ordering: .relaxed)
         boundContinuation.yield(channel.localAddress?.port ?? port)
@@ -114,10 +129,10 @@ public final class AdminServer: Sendable {
       } catch {
         failedContinuation.yield(
           (error as? IOError).map {
-            AdminStartError(listen: ListenError(service: "admin API", host: host, port: port, io: $0))
+            AdminStartError(listen: ListenError(service: name, host: host, port: port, io: $0))
           } ?? AdminStartError(message: "\(error)"))
         // A failure to start is the caller's to say (as a ListenError); a stop once running is ours.
-        if running.value.load(ordering: .relaxed) { log("admin: the API stopped: \(error)") }
+        if running.value.load(ordering: .relaxed) { log("\(name): stopped: \(error)") }
       }
       failedContinuation.finish()
       boundContinuation.finish()
@@ -138,19 +153,19 @@ public final class AdminServer: Sendable {
         break
       }
       group.cancelAll()
-      return result ?? .failure(AdminStartError(message: "the admin API did not start"))
+      return result ?? .failure(AdminStartError(message: "the \(name) did not start"))
     }
     switch outcome {
-    case .success(let p): return AdminServer(port: p, task: task, group: serviceGroup)
+    case .success(let p): return HTTPService(port: p, task: task, group: serviceGroup)
     case .failure(let e):
       task.cancel()
       if let listen = e.listen { throw listen }
-      throw AdminStartError(message: "cannot serve the admin API on \(host):\(port): \(e.message)")
+      throw AdminStartError(message: "cannot serve the \(name) on \(host):\(port): \(e.message)")
     }
   }
 
   /// Lets requests in flight finish, then closes the listener.
-  public func stop() async {
+  func stop() async {
     await group.triggerGracefulShutdown()
     await task.value
   }

@@ -11,6 +11,11 @@ import Glibc
 /// - `tarsagent ports [--pid PID]`: the listening ports of every network namespace (or PID's)
 ///   with their holders.
 ///
+/// With the API (in a pod: its service account; elsewhere `--kube-server URL` with
+/// `--kube-token-file` and `--kube-ca-file`) and the node's name (`--node`, or `NODE_NAME` from
+/// the downward API), `run` also provisions local volumes under `--volume-root` (default
+/// `/usr/local/app/tars/host-mount`) and reports host ports taken from this node's pods.
+///
 /// Retention flags: `--log-dir DIR` (default `/usr/local/app/tars/app_log`), `--max-age-days N`
 /// (default 5, K8SFramework's), `--max-server-mib N`, `--min-free-mib N`, `--pattern GLOB`
 /// (repeatable; default `*.log`, `*.log.*`, `core.*`, `*.stdout.log*`).
@@ -23,6 +28,11 @@ public enum AgentMain {
     var dryRun = false
     var pid: Int32?
     var patterns: [String] = []
+    var node: String? = getenv("NODE_NAME").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+    var kubeServer: String?
+    var kubeTokenFile: String?
+    var kubeCAFile: String?
+    var volumeRoot = "/usr/local/app/tars/host-mount"
   }
 
   struct UsageError: Error {
@@ -53,11 +63,14 @@ public enum AgentMain {
 
   static let usage = """
     tarsagent [run|retention|ports] [flags]
-      run        log retention now and every --every seconds (default 3600); READY/WATCHDOG to systemd
+      run        log retention now and every --every seconds (default 3600); READY/WATCHDOG to systemd;
+                 with the API (in a pod, or --kube-server) and --node: local volumes and host-port Events
       retention  one retention pass (--dry-run: say what would go)
       ports      listening ports per network namespace, with their holders (--pid PID: its namespace only)
     retention flags: --log-dir DIR  --max-age-days N (default 5)  --max-server-mib N  --min-free-mib N
                      --pattern GLOB (repeatable)  --dry-run
+    API flags:       --node NAME (default $NODE_NAME)  --kube-server URL  --kube-token-file FILE
+                     --kube-ca-file FILE  --volume-root DIR (default /usr/local/app/tars/host-mount)
     """
 
   static func parse(_ arguments: [String]) throws(UsageError) -> Options {
@@ -95,6 +108,19 @@ public enum AgentMain {
       case "--pattern":
         guard let value, !value.isEmpty else { throw UsageError("--pattern needs a file name pattern") }
         o.patterns.append(value)
+      case "--node":
+        guard let value, !value.isEmpty else { throw UsageError("--node needs the node's name") }
+        o.node = value
+      case "--kube-server":
+        guard let value, value.hasPrefix("https://") || value.hasPrefix("http://") else {
+          throw UsageError("--kube-server needs the API server's URL (https://HOST:PORT)")
+        }
+        o.kubeServer = value
+      case "--kube-token-file", "--kube-ca-file", "--volume-root":
+        guard let value, value.hasPrefix("/") else { throw UsageError("\(flag) needs an absolute path") }
+        if flag == "--kube-token-file" { o.kubeTokenFile = value }
+        if flag == "--kube-ca-file" { o.kubeCAFile = value }
+        if flag == "--volume-root" { o.volumeRoot = value }
       case "--dry-run":
         o.dryRun = true
         takes = false
@@ -127,8 +153,25 @@ public enum AgentMain {
     return true
   }
 
+  /// The API client, if the agent has one: `--kube-server`, or the pod's service account.
+  static func kube(_ o: Options) -> KubeHTTP? {
+    if let server = o.kubeServer { return KubeHTTP(server: server, caFile: o.kubeCAFile, tokenFile: o.kubeTokenFile) }
+    return KubeHTTP.inCluster()
+  }
+
   static func run(_ o: Options) -> Int32 {
+    let api = kube(o)
+    if api != nil && o.node == nil {
+      printError("tarsagent: the API jobs need this node's name: --node NAME, or NODE_NAME (fieldRef spec.nodeName)")
+      return 2
+    }
     guard retentionPass(o) else { return 1 }
+    if let api, let node = o.node {
+      let volumes = LocalVolumes(node: node, root: o.volumeRoot)
+      VolumeJob.start({ VolumeJob(kube: api, volumes: volumes, say: say) }, say: say)
+      HostPortJob.start({ HostPortJob(kube: api, node: node, say: say) }, say: say)
+      say("tarsagent: on node \(node), API \(api.server): local volumes under \(o.volumeRoot), host-port Events")
+    }
     Systemd.notify("READY=1")
     let watchdog = Systemd.watchdogMicroseconds.map { Int64($0 / 2_000_000) }.map { max($0, 1) }
     var next = Int64(time(nil)) + o.every

@@ -5,7 +5,12 @@ import TarsRPC
 /// What went wrong talking to the API server.
 public struct KubeHTTPError: Error, Sendable, CustomStringConvertible {
   public var message: String
-  public init(_ message: String) { self.message = message }
+  /// The HTTP status when the server answered (nil: it could not be reached).
+  public var status: Int?
+  public init(_ message: String, status: Int? = nil) {
+    self.message = message
+    self.status = status
+  }
   public var description: String { message }
 }
 

@@ -25,11 +25,6 @@ extension JSONValue {
     }
   }
 
-  public var arrayValue: [JSONValue]? {
-    if case .array(let a) = self { return a }
-    return nil
-  }
-
   public var boolValue: Bool? {
     if case .bool(let b) = self { return b }
     return nil

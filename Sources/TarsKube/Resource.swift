@@ -52,6 +52,15 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
   public static let statefulSets = KubeResource(
     group: "apps", version: "v1", plural: "statefulsets", kind: "StatefulSet")
   public static let daemonSets = KubeResource(group: "apps", version: "v1", plural: "daemonsets", kind: "DaemonSet")
+  /// tLocalVolume mounts: the claims the StatefulSets make, the volumes the agent provisions for
+  /// them, and the class that names the agent as their provisioner.
+  public static let persistentVolumeClaims = KubeResource(
+    group: "", version: "v1", plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim")
+  public static let persistentVolumes = KubeResource(
+    group: "", version: "v1", plural: "persistentvolumes", kind: "PersistentVolume", namespaced: false)
+  public static let storageClasses = KubeResource(
+    group: "storage.k8s.io", version: "v1", plural: "storageclasses", kind: "StorageClass", namespaced: false,
+    hasStatusSubresource: false)
 
   /// K8SFramework's custom resources, same group, version and field names (reference §4.1).
   public static let tarsGroup = "k8s.tars.io"
@@ -82,7 +91,7 @@ public struct KubeResource: Sendable, Hashable, CustomStringConvertible {
 
   public static let all: [KubeResource] = [
     .customResourceDefinitions, .namespaces, .pods, .nodes, .services, .secrets, .configMaps, .events, .statefulSets,
-    .daemonSets, .leases, .tservers,
+    .daemonSets, .persistentVolumeClaims, .persistentVolumes, .storageClasses, .leases, .tservers,
     .ttemplates, .tconfigs, .tframeworkconfigs, .timages,
   ]
 }

@@ -27,6 +27,11 @@ extension JSONValue {
     return nil
   }
 
+  public var arrayValue: [JSONValue]? {
+    if case .array(let a) = self { return a }
+    return nil
+  }
+
   public var intValue: Int64? {
     switch self {
     case .integer(let v): return v

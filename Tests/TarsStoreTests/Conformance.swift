@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TarsAdmin
 import TarsEmbeddedStore
 import TarsKube
 import TarsKubeClient
@@ -7,21 +8,32 @@ import TarsProtocol
 import TarsTestSupport
 import Testing
 
-/// The stores the conformance suite runs on: the embedded store always; a real cluster when
-/// `TARS_TEST_KUBECONFIG` names a kubeconfig (see README, "Testing against a cluster"; the
-/// CRDs in deploy/crds must be applied there).
+/// The stores the conformance suite runs on: the embedded store always, and the same store
+/// over HTTP (`KubeFront`, what one-machine mode serves to the agent and kubectl) through the
+/// Swift client; a real cluster when `TARS_TEST_KUBECONFIG` names a kubeconfig (see README,
+/// "Testing against a cluster"; the CRDs in deploy/crds must be applied there).
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
-  case embedded, cluster
+  case embedded, front, cluster
   var testDescription: String { rawValue }
 
   static var available: [StoreKind] {
     ProcessInfo.processInfo.environment["TARS_TEST_KUBECONFIG"].map { !$0.isEmpty } == true
-      ? [.embedded, .cluster] : [.embedded]
+      ? [.embedded, .front, .cluster] : [.embedded, .front]
   }
 
-  func make() throws -> any ObjectStore {
+  func make() async throws -> any ObjectStore {
     switch self {
     case .embedded: return try Stores.embedded()
+    case .front:
+      // Each test's own store on its own port, the front and the client kept until the test
+      // process ends (a client must not be dropped while its connections live).
+      let front = try await KubeFront.start(
+        store: try Stores.embedded(), host: "127.0.0.1", port: 0, token: "conformance-token"
+      ) { _ in }
+      let client = try KubeClient(
+        config: KubeConfig(server: "http://127.0.0.1:\(front.port)", token: "conformance-token"))
+      Stores.kept.withLock { $0.append((front, client)) }
+      return client
     case .cluster:
       let path = ProcessInfo.processInfo.environment["TARS_TEST_KUBECONFIG"]!
       return try KubeClient(config: try KubeConfig.load(kubeconfig: path))
@@ -30,6 +42,7 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
 }
 
 enum Stores {
+  static let kept = Mutex<[(KubeFront, KubeClient)]>([])
   static func embedded() throws -> EmbeddedStore { try EmbeddedStore(path: nil, bookmarkIntervalMs: 300) }
 }
 
@@ -86,7 +99,7 @@ func collect(_ stream: AsyncStream<WatchEvent>, count: Int, seconds: Double = 5)
 struct ConformanceTests {
   @Test(arguments: StoreKind.available)
   func createGetListAndErrors(_ kind: StoreKind) async throws {
-    let store = try kind.make()
+    let store = try await kind.make()
     let ns = try await testNamespace(store)
     defer { removeLater(store, ns) }
     let created = try await store.create(.pods, pod("hello-0", ns))
@@ -116,7 +129,7 @@ struct ConformanceTests {
 
   @Test(arguments: StoreKind.available)
   func paginationAndSelectors(_ kind: StoreKind) async throws {
-    let store = try kind.make()
+    let store = try await kind.make()
     let ns = try await testNamespace(store)
     defer { removeLater(store, ns) }
     for i in 0..<5 {
@@ -149,7 +162,7 @@ struct ConformanceTests {
 
   @Test(arguments: StoreKind.available)
   func optimisticConcurrencyAndTheStatusSubresource(_ kind: StoreKind) async throws {
-    let store = try kind.make()
+    let store = try await kind.make()
     let ns = try await testNamespace(store)
     defer { removeLater(store, ns) }
     // Valid under deploy/crds/tservers.yaml, so a real cluster takes it too.
@@ -190,7 +203,7 @@ struct ConformanceTests {
 
   @Test(arguments: StoreKind.available)
   func podConditionsMergeByType(_ kind: StoreKind) async throws {
-    let store = try kind.make()
+    let store = try await kind.make()
     let ns = try await testNamespace(store)
     defer { removeLater(store, ns) }
     _ = try await store.create(.pods, pod("hello-0", ns))
@@ -245,7 +258,7 @@ struct ConformanceTests {
 
   @Test(arguments: StoreKind.available)
   func watchFromAVersionWithSelectorsAndDeletes(_ kind: StoreKind) async throws {
-    let store = try kind.make()
+    let store = try await kind.make()
     let ns = try await testNamespace(store)
     defer { removeLater(store, ns) }
     _ = try await store.create(.pods, pod("hello-0", ns))
@@ -281,7 +294,7 @@ struct ConformanceTests {
 
   @Test(arguments: StoreKind.available)
   func watchWithoutAVersionStartsWithTheCurrentObjects(_ kind: StoreKind) async throws {
-    let store = try kind.make()
+    let store = try await kind.make()
     let ns = try await testNamespace(store)
     defer { removeLater(store, ns) }
     _ = try await store.create(.pods, pod("hello-0", ns))

@@ -202,14 +202,15 @@ public final class TestRegistry: @unchecked Sendable {
 /// run full of other suites' children was seen signalling the wrong pid (its `terminate()` took
 /// the whole test process down), so the image tests manage their servers themselves.
 public enum Spawned {
-  public static func start(_ argv: [String]) throws -> pid_t {
+  /// Starts `argv`; its output goes to the file `output` (appended) or nowhere.
+  public static func start(_ argv: [String], output: String? = nil) throws -> pid_t {
     var cArgs = argv.map { strdup($0) } + [nil]
     defer { for a in cArgs { free(a) } }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, output ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
     var child: pid_t = 0
     let rc = posix_spawn(&child, argv[0], &actions, nil, &cArgs, environ)
     guard rc == 0, child > 0 else {
