@@ -158,9 +158,17 @@ struct KubeFrontMiddleware: RouterMiddleware {
       return Self.json(
         try await store.patch(r, namespace: t.namespace, name: name, patch, status: sub == "status").json)
     case (.delete, let name?, nil):
-      let old = try await store.get(r, namespace: t.namespace, name: name)
+      // The Status the API server answers for an object deleted at once (no read: a client
+      // granted only `delete` may do this).
       try await store.delete(r, namespace: t.namespace, name: name)
-      return Self.json(old.json)
+      var details: [(String, JSONValue)] = [("name", .string(name))]
+      if !r.group.isEmpty { details.append(("group", .string(r.group))) }
+      details.append(("kind", .string(r.plural)))
+      return Self.json(
+        .object([
+          ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object([])),
+          ("status", .string("Success")), ("details", .object(details)),
+        ]))
     default:
       return Self.status(
         StoreError(code: 405, reason: .methodNotAllowed, message: "\(request.method) is not supported on this path"))

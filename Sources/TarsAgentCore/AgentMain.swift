@@ -90,10 +90,16 @@ public enum AgentMain {
       }
       return n
     }
-    while let flag = args.first {
+    while var flag = args.first {
       args = args.dropFirst()
-      let value = args.first
+      var value = args.first
       var takes = true
+      // `--flag=value` is `--flag value`.
+      if flag.hasPrefix("--"), let equals = flag.firstIndex(of: "=") {
+        value = String(flag[flag.index(after: equals)...])
+        flag = String(flag[..<equals])
+        args = ([value!] + args)[...]
+      }
       switch flag {
       case "--log-dir":
         guard let value, value.hasPrefix("/") else { throw UsageError("--log-dir needs an absolute directory") }

@@ -43,8 +43,7 @@ struct ImageServiceTests {
       registry = try TestRegistry()
       dir = try TemporaryDirectory("tars-images")
       store = try EmbeddedStore(path: nil)
-      let used = self.used
-      observed = ObservedStore(store) { verb, resource in used.calls.withLock { _ = $0.insert("\(verb) \(resource)") } }
+      observed = ObservedStore(store, recording: used)
       _ = try await store.create(.namespaces, KubeObject(.namespaces, namespace: nil, name: "tars"))
       try await apply(
         """
@@ -371,11 +370,6 @@ struct ImageServiceTests {
     silent.close()
     await f.stop()
   }
-}
-
-/// The API calls a component made, as `verb group/resource`.
-final class Recorded: Sendable {
-  let calls = Mutex<Set<String>>([])
 }
 
 /// A TCP listener that completes connections (the kernel does) and never answers a byte.

@@ -3,6 +3,7 @@ import TarsAdmin
 import TarsEmbeddedStore
 import TarsKube
 import TarsProtocol
+import TarsStoreTestSupport
 import TarsTestSupport
 import Testing
 
@@ -16,11 +17,14 @@ struct AgentVolumeTests {
   let dir: TemporaryDirectory
   let store: EmbeddedStore
   let front: KubeFront
+  /// What the agent asked of the API, as `verb group/resource`.
+  let asked = Recorded()
 
   init() async throws {
     dir = try TemporaryDirectory("agent-volumes")
     store = try EmbeddedStore(path: nil)
-    front = try await KubeFront.start(store: store, host: "127.0.0.1", port: 0, token: "agent-test-token") { _ in }
+    let observed = ObservedStore(store, recording: asked)
+    front = try await KubeFront.start(store: observed, host: "127.0.0.1", port: 0, token: "agent-test-token") { _ in }
     try "agent-test-token\n".write(toFile: dir.file("token"), atomically: true, encoding: .utf8)
     try FileManager.default.createDirectory(atPath: dir.file("logs"), withIntermediateDirectories: true)
     _ = try await store.create(
@@ -155,6 +159,11 @@ struct AgentVolumeTests {
     #expect(agentLog.contains("reclaimed \(pv.name): its claim is gone; removed \(path)"), "\(agentLog)")
     // The late claim's volume stays.
     #expect(try await volume(of: late) != nil)
+    // Everything it asked, its ClusterRole grants.
+    let granted = try RoleGrants.granted("agent/agent.yaml")
+    #expect(asked.calls.withLock { $0 }.subtracting(granted).isEmpty, "\(asked.calls.withLock { $0 }) vs \(granted)")
+    #expect(
+      asked.calls.withLock { $0.contains("create /persistentvolumes") && $0.contains("delete /persistentvolumes") })
   }
 
   @Test func aPodWhoseHostPortIsHeldGetsAnEventNamingTheHolder() async throws {
@@ -184,5 +193,7 @@ struct AgentVolumeTests {
     #expect(event.value("reason")?.stringValue == "HostPortTaken")
     let message = event.value("message")?.stringValue ?? ""
     #expect(message.contains("host port \(held.port)/tcp") && message.contains("pid \(getpid())"), "\(message)")
+    let granted = try RoleGrants.granted("agent/agent.yaml")
+    #expect(asked.calls.withLock { $0 }.subtracting(granted).isEmpty, "\(asked.calls.withLock { $0 }) vs \(granted)")
   }
 }

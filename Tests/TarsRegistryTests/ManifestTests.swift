@@ -2,6 +2,7 @@ import Foundation
 import TarsCRD
 import TarsKube
 import TarsRegistry
+import TarsStoreTestSupport
 import TarsTestSupport
 import Testing
 import Yams
@@ -122,21 +123,35 @@ struct ManifestTests {
     let docs = try documents("agent/agent.yaml")
     let ds = try #require(docs.first { $0["kind"] as? String == "DaemonSet" })
     let pod = try #require(((ds["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
-    #expect(pod["hostPID"] as? Bool == true && pod["hostNetwork"] == nil)
-    #expect(pod["automountServiceAccountToken"] as? Bool == false)
+    #expect(pod["hostPID"] as? Bool == true && pod["hostNetwork"] as? Bool == true)
+    #expect(pod["serviceAccountName"] as? String == "tars-tarsagent")
     let paths = (pod["volumes"] as? [[String: Any]] ?? []).compactMap {
       ($0["hostPath"] as? [String: Any])?["path"] as? String
     }
-    #expect(paths == ["/usr/local/app/tars/app_log"])
+    #expect(paths == ["/usr/local/app/tars/app_log", "/usr/local/app/tars/host-mount"])
     let container = try #require((pod["containers"] as? [[String: Any]])?.first)
     let sc = try #require(container["securityContext"] as? [String: Any])
     #expect(sc["privileged"] == nil && sc["allowPrivilegeEscalation"] as? Bool == false)
     #expect(sc["readOnlyRootFilesystem"] as? Bool == true)
     let caps = try #require(sc["capabilities"] as? [String: Any])
     #expect(caps["drop"] as? [String] == ["ALL"])
-    #expect(caps["add"] as? [String] == ["DAC_OVERRIDE", "DAC_READ_SEARCH", "SYS_PTRACE"])
+    #expect(caps["add"] as? [String] == ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SYS_PTRACE"])
     #expect(((container["resources"] as? [String: Any])?["limits"] as? [String: Any])?["memory"] != nil)
     // Its ServiceAccount is one no TServer may use.
     #expect(TarsCRDRules.frameworkServiceAccounts.contains("tars-tarsagent"))
+    // Its token: claims and pods read, volumes made and deleted, its class read, Events posted
+    // (AgentVolumeTests checks that the agent asks for no more).
+    #expect(
+      try RoleGrants.granted("agent/agent.yaml")
+        == [
+          "list /persistentvolumeclaims", "watch /persistentvolumeclaims", "list /pods", "watch /pods",
+          "list /persistentvolumes", "create /persistentvolumes", "delete /persistentvolumes",
+          "get storage.k8s.io/storageclasses", "create /events",
+        ])
+    // The class names the agent and waits for the pod's node.
+    let sc2 = try #require(docs.first { $0["kind"] as? String == "StorageClass" })
+    #expect(sc2["provisioner"] as? String == "k8s.tars.io/tarsagent")
+    #expect(sc2["volumeBindingMode"] as? String == "WaitForFirstConsumer")
   }
+
 }

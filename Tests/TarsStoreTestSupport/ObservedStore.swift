@@ -1,3 +1,4 @@
+import Synchronization
 import TarsEmbeddedStore
 import TarsKube
 import TarsProtocol
@@ -14,6 +15,11 @@ public struct ObservedStore: ObjectStore {
   ) {
     self.store = store
     self.before = before
+  }
+
+  /// Records every request in `recorded`.
+  public init(_ store: EmbeddedStore, recording recorded: Recorded) {
+    self.init(store) { verb, resource in recorded.calls.withLock { _ = $0.insert("\(verb) \(resource)") } }
   }
 
   func name(_ r: KubeResource, status: Bool = false) -> String { "\(r.group)/\(r.plural)\(status ? "/status" : "")" }
@@ -54,4 +60,10 @@ public struct ObservedStore: ObjectStore {
     try? before("watch", name(r))
     return store.watch(r, namespace: namespace, options: options)
   }
+}
+
+/// The API calls a component made, as `verb group/resource`.
+public final class Recorded: Sendable {
+  public let calls = Mutex<Set<String>>([])
+  public init() {}
 }
