@@ -40,9 +40,15 @@ public struct LocalVolumes: Sendable {
   }
 
   public struct Owner: Equatable, Sendable {
-    public var uid: UInt32 = 0
-    public var gid: UInt32 = 0
-    public var mode: UInt32 = 0o755
+    public var uid: UInt32
+    public var gid: UInt32
+    public var mode: UInt32
+
+    public init(uid: UInt32 = 0, gid: UInt32 = 0, mode: UInt32 = 0o755) {
+      self.uid = uid
+      self.gid = gid
+      self.mode = mode
+    }
   }
 
   /// What to do, from every claim and every volume in the cluster.
@@ -65,7 +71,8 @@ public struct LocalVolumes: Sendable {
       case .failure(let refusal): actions.append(.refuse(claim: c, message: refusal.message))
       }
     }
-    for v in volumes where isOurs(v) {
+    // A volume already being deleted waits for its finalizers (kubernetes.io/pv-protection), not for us.
+    for v in volumes where isOurs(v) && v["metadata"]?["deletionTimestamp"] == nil {
       guard let uid = v["spec"]?["claimRef"]?["uid"]?.stringValue, !present.contains(uid),
         let path = v["spec"]?["local"]?["path"]?.stringValue
       else { continue }
