@@ -136,7 +136,11 @@ let package = Package(
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ], swiftSettings: strict),
     // tarsagent's logic: ports from /proc, log retention (no Foundation, no NIO).
-    .target(name: "TarsAgentCore", dependencies: ["TarsRPC", "TarsProtocol", "CTarsAgent"], swiftSettings: strict),
+    .target(
+      name: "TarsAgentCore", dependencies: ["TarsRPC", "TarsProtocol", "TarsAgentF", "TarsAuth", "CTarsAgent"],
+      swiftSettings: strict),
+    // tars.tarsagent.AgentObj's interface (idl/AgentF.tars): the agent serves it, the admin calls it.
+    .target(name: "TarsAgentF", dependencies: ["TarsProtocol"], swiftSettings: strict),
     .executableTarget(
       name: "tarsagent", dependencies: ["TarsAgentCore"], path: "Sources/TarsAgent", swiftSettings: strict),
     // libcurl and libsystemd behind plain C functions (curl_easy_setopt is variadic).
@@ -152,7 +156,7 @@ let package = Package(
       name: "TarsAdmin",
       dependencies: [
         "TarsAdminAPI", "TarsKube", "TarsRegistry", "TarsNotifyService", "TarsNIO", "TarsAuth", "TarsFramework",
-        "TarsImageService", .product(name: "Hummingbird", package: "hummingbird"),
+        "TarsImageService", "TarsAgentF", .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Yams", package: "Yams"),
@@ -261,7 +265,9 @@ let package = Package(
       swiftSettings: strict),
     .testTarget(name: "TarsIDLTests", dependencies: ["TarsIDL", "TarsTestSupport"], swiftSettings: strict),
     .testTarget(
-      name: "TarsAgentTests", dependencies: ["TarsAgentCore", "TarsProtocol", "TarsTestSupport"], swiftSettings: strict),
+      name: "TarsAgentTests",
+      dependencies: ["TarsAgentCore", "TarsAgentF", "TarsAuth", "TarsRPC", "TarsProtocol", "TarsTestSupport"],
+      swiftSettings: strict),
     .testTarget(
       name: "TarsImageTests",
       dependencies: [

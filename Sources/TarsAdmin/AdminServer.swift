@@ -19,6 +19,8 @@ extension PodCallResult: ResponseEncodable {}
 extension NotificationRow: ResponseEncodable {}
 extension EventRow: ResponseEncodable {}
 extension ApplyRow: ResponseEncodable {}
+extension NodePortRow: ResponseEncodable {}
+extension FreePortsRow: ResponseEncodable {}
 
 /// The admin HTTP API: what the operator (through `tarsctl`) sees and does — servers, pods and
 /// their states, notifications, events; start, stop, restart and commands fanned out to each
@@ -33,6 +35,8 @@ public final class AdminServer: Sendable {
     /// Signs NodeObj calls (the secret every tarsnode checks).
     public var nodeAuth: NodeCallAuth
     public var nodeObjPort = 19385
+    /// Where each node's tarsagent serves AgentObj (its node's address).
+    public var agentPort = 19388
     /// The most replicas `apply` and `scale` accept (nil: no limit).
     public var maxReplicas: Int? = nil
     public var nodeClient: TarsNIOClient
@@ -87,6 +91,7 @@ public final class AdminServer: Sendable {
     let group = router.group(RouterPath(AdminAPI.prefix))
     routes.register(on: group)
     routes.registerImages(on: group)
+    routes.registerNodes(on: group)
     return AdminServer(
       http: try await HTTPService.start(router: router, host: host, port: port, name: "admin API", log: log))
   }

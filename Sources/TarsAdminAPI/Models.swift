@@ -170,3 +170,46 @@ public struct ErrorBody: Codable, Sendable {
   }
   public var error: Detail
 }
+
+/// A port in use on a node, as its agent's AgentObj saw it (`GET /nodes/NODE/ports`).
+public struct NodePortRow: Codable, Sendable, Equatable {
+  public var transport: String
+  public var address: String
+  public var port: Int
+  public var pids: [Int]
+  public var command: String
+  /// The Tars pod holding it, when the admin knows the pod ("" otherwise).
+  public var pod: String
+  public var podUID: String
+  /// "host", or the pod's own network namespace ("net:[INODE]").
+  public var namespace: String
+
+  public init(
+    transport: String, address: String, port: Int, pids: [Int], command: String, pod: String, podUID: String,
+    namespace: String
+  ) {
+    self.transport = transport
+    self.address = address
+    self.port = port
+    self.pids = pids
+    self.command = command
+    self.pod = pod
+    self.podUID = podUID
+    self.namespace = namespace
+  }
+}
+
+/// Host ports free on a node (`GET /nodes/NODE/ports/free`).
+public struct FreePortsRow: Codable, Sendable, Equatable {
+  public var node: String
+  public var transport: String
+  public var ports: [Int]
+  public var message: String
+
+  public init(node: String, transport: String, ports: [Int], message: String) {
+    self.node = node
+    self.transport = transport
+    self.ports = ports
+    self.message = message
+  }
+}

@@ -1,4 +1,7 @@
 import Glibc
+import TarsAuth
+import TarsProtocol
+import TarsRPC
 
 /// tarsagent's commands:
 ///
@@ -7,6 +10,8 @@ import Glibc
 ///   what it says (K8SFramework's "every 5 days" cron ran hourly); READY=1 to systemd once the
 ///   first pass is done, WATCHDOG=1 as often as systemd asks. Between passes it sleeps: no
 ///   wakeups unless systemd's watchdog asks for them.
+///   With `--listen ADDRESS` it serves `tars.tarsagent.AgentObj` (the node's ports, free ports)
+///   on its event loop, signed calls only unless on loopback.
 /// - `tarsagent retention [RETENTION FLAGS] [--dry-run]`: one pass, then exit.
 /// - `tarsagent ports [--pid PID]`: the listening ports of every network namespace (or PID's)
 ///   with their holders.
@@ -33,11 +38,16 @@ public enum AgentMain {
     var kubeTokenFile: String?
     var kubeCAFile: String?
     var volumeRoot = "/usr/local/app/tars/host-mount"
+    /// AgentObj's address (nil: not served) and port.
+    var listen: String?
+    var port = AgentObjServant.defaultPort
+    var secretFile: String?
   }
 
-  struct UsageError: Error {
+  struct UsageError: Error, CustomStringConvertible {
     var message: String
     init(_ message: String) { self.message = message }
+    var description: String { message }
   }
 
   public static func main(_ arguments: [String]) -> Int32 {
@@ -69,6 +79,8 @@ public enum AgentMain {
       ports      listening ports per network namespace, with their holders (--pid PID: its namespace only)
     retention flags: --log-dir DIR  --max-age-days N (default 5)  --max-server-mib N  --min-free-mib N
                      --pattern GLOB (repeatable)  --dry-run
+    AgentObj flags:  --listen ADDRESS (serve AgentObj there)  --port N (default 19388)
+                     --secret-file FILE (calls must be signed with it; needed off loopback)
     API flags:       --node NAME (default $NODE_NAME)  --kube-server URL  --kube-token-file FILE
                      --kube-ca-file FILE  --volume-root DIR (default /usr/local/app/tars/host-mount)
     """
@@ -122,11 +134,18 @@ public enum AgentMain {
           throw UsageError("--kube-server needs the API server's URL (https://HOST:PORT)")
         }
         o.kubeServer = value
-      case "--kube-token-file", "--kube-ca-file", "--volume-root":
+      case "--listen":
+        guard let value, !value.isEmpty else {
+          throw UsageError("--listen needs an address (the node's, e.g. $HOST_IP)")
+        }
+        o.listen = value
+      case "--port": o.port = Int(try number(flag, value, 0...65535))
+      case "--kube-token-file", "--kube-ca-file", "--volume-root", "--secret-file":
         guard let value, value.hasPrefix("/") else { throw UsageError("\(flag) needs an absolute path") }
         if flag == "--kube-token-file" { o.kubeTokenFile = value }
         if flag == "--kube-ca-file" { o.kubeCAFile = value }
         if flag == "--volume-root" { o.volumeRoot = value }
+        if flag == "--secret-file" { o.secretFile = value }
       case "--dry-run":
         o.dryRun = true
         takes = false
@@ -171,6 +190,15 @@ public enum AgentMain {
       printError("tarsagent: the API jobs need this node's name: --node NAME, or NODE_NAME (fieldRef spec.nodeName)")
       return 2
     }
+    let loop: TarsEventLoop
+    let servant: TarsServer?
+    do {
+      loop = try TarsEventLoop()
+      servant = try agentObj(o, loop: loop)
+    } catch {
+      printError("tarsagent: \(error)")
+      return 1
+    }
     guard retentionPass(o) else { return 1 }
     if let api, let node = o.node {
       let volumes = LocalVolumes(node: node, root: o.volumeRoot)
@@ -178,21 +206,45 @@ public enum AgentMain {
       HostPortJob.start({ HostPortJob(kube: api, node: node, say: say) }, say: say)
       say("tarsagent: on node \(node), API \(api.server): local volumes under \(o.volumeRoot), host-port Events")
     }
+    if let servant { say("tarsagent: \(AgentObjServant.name) on \(servant.endpoint)") }
     Systemd.notify("READY=1")
-    let watchdog = Systemd.watchdogMicroseconds.map { Int64($0 / 2_000_000) }.map { max($0, 1) }
-    var next = Int64(time(nil)) + o.every
-    while true {
-      let now = Int64(time(nil))
-      if now >= next {
+    // Retention every `every` seconds from the last pass's start; a pass longer than the
+    // interval starts the next at once, with no burst to catch up.
+    func retention(at deadline: UInt64) {
+      _ = loop.schedule(at: deadline) {
         _ = retentionPass(o)
-        next += o.every
-        if next <= now { next = now + o.every }  // a pass longer than the interval: no burst
+        retention(at: max(deadline + UInt64(o.every) * 1_000_000_000, TarsEventLoop.now()))
       }
-      Systemd.notify("WATCHDOG=1")
-      var sleep = timespec(tv_sec: Int(min(next - Int64(time(nil)), watchdog ?? Int64.max)), tv_nsec: 0)
-      var left = timespec()
-      while sleep.tv_sec > 0, nanosleep(&sleep, &left) != 0, errno == EINTR { sleep = left }
     }
+    retention(at: TarsEventLoop.now() + UInt64(o.every) * 1_000_000_000)
+    if let watchdog = Systemd.watchdogMicroseconds {
+      let period = max(Int(watchdog / 2_000), 1)
+      func ping() {
+        Systemd.notify("WATCHDOG=1")
+        _ = loop.schedule(afterMilliseconds: period) { ping() }
+      }
+      ping()
+    }
+    loop.run()
+    return 0
+  }
+
+  /// AgentObj on `--listen` (nil without it). Without `--secret-file` only on a loopback address:
+  /// its answers name the node's processes.
+  static func agentObj(_ o: Options, loop: TarsEventLoop) throws -> TarsServer? {
+    guard let host = o.listen else { return nil }
+    let loopback = host == "127.0.0.1" || host == "::1" || host == "localhost"
+    guard o.secretFile != nil || loopback else {
+      throw UsageError(
+        "AgentObj on \(host) needs --secret-file (the node secret NodeObj calls are signed with), or --listen 127.0.0.1"
+      )
+    }
+    let auth = try o.secretFile.map { path throws(NodeAuthError) in try NodeCallAuth(secretFile: path) }
+    let node = o.node ?? "localhost"
+    let servant = AgentObjServant(node: node, auth: auth, log: say)
+    return try TarsServer(
+      loop: loop, endpoint: TarsEndpoint(host: host, port: o.port, timeout: 60_000),
+      servants: [AgentObjServant.name: servant])
   }
 
   static func ports(_ o: Options) -> Int32 {

@@ -136,12 +136,12 @@ public struct PortScanner: Sendable {
     return Namespace(inode: inode, pids: pids, listening: holders, podUID: pod)
   }
 
-  /// The first port of `range` nothing in `namespace` takes for `transport` (any address).
-  public static func freePort(
-    in range: ClosedRange<Int>, transport: ListeningSocket.Transport, namespace: Namespace
-  ) -> Int? {
+  /// The first `count` ports of `range` nothing in `namespace` takes for `transport` (any address).
+  public static func freePorts(
+    in range: ClosedRange<Int>, transport: ListeningSocket.Transport, namespace: Namespace, count: Int = 1
+  ) -> [Int] {
     let taken = Set(namespace.listening.filter { $0.socket.transport == transport }.map(\.socket.port))
-    return range.first { !taken.contains($0) }
+    return Array(range.lazy.filter { !taken.contains($0) }.prefix(count))
   }
 }
 

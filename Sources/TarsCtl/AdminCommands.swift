@@ -295,3 +295,52 @@ struct Delete: AsyncParsableCommand {
     print("tserver/\(row.name) \(row.action)")
   }
 }
+
+struct NodePorts: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "ports",
+    abstract: "The ports in use on a node and who holds them, or free host ports (--free), from its tarsagent.",
+    discussion: """
+      Examples: tarsctl node ports node-1          (the node's own network)
+                tarsctl node ports node-1 --all    (and every pod's network on it)
+                tarsctl node ports node-1 --free 30000-30100 --count 3 [--udp]
+      """)
+  @Argument(help: "The node's name (kubectl get nodes).") var node: String
+  @Flag(name: .long, help: "Every pod's network namespace on the node as well.") var all = false
+  @Option(name: .long, help: "Free host ports in FIRST-LAST instead.") var free: String?
+  @Option(name: .long, help: "How many free ports (with --free).") var count = 1
+  @Flag(name: .long, help: "UDP instead of TCP (with --free).") var udp = false
+  @OptionGroup var admin: AdminOptions
+
+  func run() async throws {
+    let node = node.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? node
+    if let free {
+      let bounds = free.split(separator: "-").compactMap { Int($0) }
+      guard bounds.count == 2, (1...65535).contains(bounds[0]), bounds[0] <= bounds[1], bounds[1] <= 65535 else {
+        throw fail("--free takes FIRST-LAST within 1-65535, e.g. 30000-30100")
+      }
+      guard (1...1000).contains(count) else { throw fail("--count must be 1 to 1000") }
+      let row = try await admin.run { c throws(AdminClientError) in
+        try await c.get(
+          "/nodes/\(node)/ports/free?transport=\(udp ? "udp" : "tcp")&first=\(bounds[0])&last=\(bounds[1])&count=\(count)",
+          as: FreePortsRow.self)
+      }
+      if admin.json { return admin.printJSON(row) }
+      guard !row.ports.isEmpty else { throw fail("no free \(row.transport) port in \(free) on \(row.node)") }
+      print(row.ports.map(String.init).joined(separator: "\n"))
+      return
+    }
+    let rows = try await admin.run { c throws(AdminClientError) in
+      try await c.get("/nodes/\(node)/ports\(all ? "?all=true" : "")", as: [NodePortRow].self)
+    }
+    if admin.json { return admin.printJSON(rows) }
+    printTable(
+      ["PROTO", "ADDRESS", "PORT", "PID", "COMMAND", "POD", "NETWORK"],
+      rows.map {
+        [
+          $0.transport, $0.address, "\($0.port)", $0.pids.map(String.init).joined(separator: ","), $0.command,
+          $0.pod.isEmpty ? ($0.podUID.isEmpty ? "-" : $0.podUID) : $0.pod, $0.namespace,
+        ]
+      })
+  }
+}

@@ -22,7 +22,7 @@ struct Tarsctl: AsyncParsableCommand {
       Servers.self, Pods.self, Start.self, Stop.self, Restart.self, Notify.self, Logs.self, Events.self,
       Notifications.self, Apply.self, Scale.self, Drain.self, Delete.self, Ping.self, Decode.self, Query.self,
       Admin.self,
-      NodeCommand.self, ImageCommand.self, Release.self, Releases.self, Builds.self,
+      NodeGroup.self, ImageCommand.self, Release.self, Releases.self, Builds.self,
     ])
 }
 
@@ -147,9 +147,17 @@ struct Admin: ParsableCommand {
   }
 }
 
-struct NodeCommand: ParsableCommand {
+/// `tarsctl node ACTION --node …` calls a tarsnode; `tarsctl node ports NODE` asks a node's agent.
+struct NodeGroup: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "node",
+    abstract: "A tarsnode's NodeObj (state, start, stop, restart, notify), or a node's ports (ports NODE).",
+    subcommands: [NodeCommand.self, NodePorts.self], defaultSubcommand: NodeCommand.self)
+}
+
+struct NodeCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "call",
     abstract: "Talk to one tarsnode's NodeObj directly: state, start, stop, restart, notify.",
     discussion: """
       Example: tarsctl node state --node 'tcp -h 10.0.0.7 -p 19385' --secret-file /etc/tars/node-secret/secret

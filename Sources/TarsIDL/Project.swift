@@ -60,6 +60,9 @@ public struct GenerationPlan: Sendable {
         idlFiles: ["StatF", "PropertyF", "LogF"].map { idl + $0 + ".tars" },
         outputDirectory: root + "/Sources/TarsMonitor/Generated", imports: ["TarsProtocol"]),
       Step(
+        idlFiles: [idl + "AgentF.tars"], outputDirectory: root + "/Sources/TarsAgentF/Generated",
+        imports: ["TarsProtocol"]),
+      Step(
         idlFiles: [root + "/Tests/TarsTestSupport/idl/Test.tars"],
         outputDirectory: root + "/Tests/TarsTestSupport/Generated", imports: ["TarsProtocol"]),
       Step(

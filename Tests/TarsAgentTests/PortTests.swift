@@ -92,8 +92,8 @@ struct PortTests {
     #expect(all.contains { $0.inode == podNS.inode && $0.pids.contains(podTCP) })
     let free = (podPort + 1...podPort + 2).first { $0 != pod6Port }
     let podNow = try #require(scanner.namespace(of: podTCP))
-    #expect(PortScanner.freePort(in: podPort...podPort + 2, transport: .tcp, namespace: podNow) == free)
-    #expect(PortScanner.freePort(in: podPort...podPort, transport: .udp, namespace: podNow) == podPort)
+    #expect(PortScanner.freePorts(in: podPort...podPort + 2, transport: .tcp, namespace: podNow).first == free)
+    #expect(PortScanner.freePorts(in: podPort...podPort, transport: .udp, namespace: podNow) == [podPort])
   }
 
   @Test func aTakenHostPortIsReportedWithItsHolder() throws {

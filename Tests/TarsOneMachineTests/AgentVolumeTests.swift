@@ -1,7 +1,11 @@
 import Foundation
+import NIOPosix
 import TarsAdmin
+import TarsAdminAPI
+import TarsAuth
 import TarsEmbeddedStore
 import TarsKube
+import TarsNIO
 import TarsProtocol
 import TarsStoreTestSupport
 import TarsTestSupport
@@ -11,8 +15,8 @@ import Testing
 /// server would: claims on `tars-storage-class` placed on its node become a pinned, pre-bound
 /// `local` volume and a directory with the asked owner and mode; a claim that is gone takes its
 /// volume and directory with it; a pod whose host port someone holds gets an Event naming the
-/// holder.
-@Suite("tarsagent's local volumes and host-port Events, end to end on the embedded store")
+/// holder; `tarsctl node ports` reaches the node's agent through the admin API, signed.
+@Suite("tarsagent's local volumes, host-port Events and node ports, end to end on the embedded store")
 struct AgentVolumeTests {
   let dir: TemporaryDirectory
   let store: EmbeddedStore
@@ -32,13 +36,13 @@ struct AgentVolumeTests {
       KubeObject(try JSONValue(parsing: #"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"tars"}}"#)))
   }
 
-  func startAgent(node: String) throws -> pid_t {
+  func startAgent(node: String, extra: [String] = []) throws -> pid_t {
     try Spawned.start(
       [
         Tool.path("tarsagent"), "run", "--log-dir", dir.file("logs"), "--kube-server",
         "http://127.0.0.1:\(front.port)", "--kube-token-file", dir.file("token"), "--node", node, "--volume-root",
         dir.file("host-mount"),
-      ], output: dir.file("agent.log"))
+      ] + extra, output: dir.file("agent.log"))
   }
 
   var agentLog: String { (try? String(contentsOfFile: dir.file("agent.log"), encoding: .utf8)) ?? "" }
@@ -195,5 +199,73 @@ struct AgentVolumeTests {
     #expect(message.contains("host port \(held.port)/tcp") && message.contains("pid \(getpid())"), "\(message)")
     let granted = try RoleGrants.granted("agent/agent.yaml")
     #expect(asked.calls.withLock { $0 }.subtracting(granted).isEmpty, "\(asked.calls.withLock { $0 }) vs \(granted)")
+  }
+
+  @Test func tarsctlAsksTheNodesAgentThroughTheAdminSigned() async throws {
+    defer {
+      dir.remove()
+      Task { [front] in await front.stop() }
+    }
+    let secret = dir.file("node-secret")
+    try String(repeating: "5a", count: 16).write(toFile: secret, atomically: true, encoding: .utf8)
+    let agentPort = freePort()
+    let held = try TarsTestSupport.ListeningSocket(host: "127.0.0.1")
+    defer { held.close() }
+    let agent = try startAgent(
+      node: "node-a", extra: ["--listen", "127.0.0.1", "--port", "\(agentPort)", "--secret-file", secret])
+    defer { Spawned.kill(agent) }
+    // The agent's pod as the DaemonSet makes it: on node-a, on the host network (its IP the node's).
+    let pod = try await store.create(
+      .pods,
+      KubeObject(
+        try JSONValue(
+          parsing: """
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "tars-tarsagent-x1", "namespace": "tars", "labels": {"app.kubernetes.io/name": "tars-tarsagent"}},
+             "spec": {"nodeName": "node-a", "hostNetwork": true, "containers": [{"name": "agent", "image": "x"}]}}
+            """)))
+    var running = pod
+    running.json = running.json.setting(
+      "status", .object([("phase", .string("Running")), ("podIP", .string("127.0.0.1"))]))
+    _ = try await store.update(.pods, running, status: true)
+
+    let tservers = Informer(store: store, resource: .tservers, namespace: "tars")
+    let pods = Informer(store: store, resource: .pods, namespace: "tars", selector: .tarsServer)
+    let informers = [Task { await tservers.run() }, Task { await pods.run() }]
+    defer { for t in informers { t.cancel() } }
+    var deps = AdminServer.Dependencies(
+      store: store, namespace: "tars", tservers: tservers, pods: pods, nodeAuth: try NodeCallAuth(secretFile: secret),
+      nodeClient: TarsNIOClient(group: MultiThreadedEventLoopGroup.singleton))
+    deps.agentPort = agentPort
+    let admin = try await AdminServer.start(
+      host: "127.0.0.1", port: 0, tokens: AdminTokens(admin: "admin-test-token-0123456789"), dependencies: deps
+    ) { _ in }
+    defer { Task { await admin.stop() } }
+    try "admin-test-token-0123456789".write(toFile: dir.file("admin.token"), atomically: true, encoding: .utf8)
+    func tarsctl(_ arguments: [String]) throws -> Tool.Output {
+      try Tool.run(
+        Tool.path("tarsctl"),
+        ["node", "ports"] + arguments + [
+          "--admin", "http://127.0.0.1:\(admin.port)", "--token-file", dir.file("admin.token"),
+        ])
+    }
+    // Until the agent listens.
+    let rows = try await eventually("tarsctl node ports answering") { () -> [NodePortRow]? in
+      let out = try tarsctl(["node-a", "-o", "json"])
+      return out.status == 0 ? try JSONDecoder().decode([NodePortRow].self, from: Data(out.stdout.utf8)) : nil
+    }
+    let mine = try #require(rows.first { $0.port == held.port })
+    #expect(mine.pids.contains(Int(getpid())) && mine.transport == "tcp" && mine.namespace == "host", "\(mine)")
+    let table = try tarsctl(["node-a"])
+    #expect(table.stdout.contains("PROTO") && table.stdout.contains("\(held.port)"), "\(table.stdout)")
+
+    let free = try tarsctl(["node-a", "--free", "\(held.port)-\(held.port + 20)", "--count", "2"])
+    let ports = free.stdout.split(separator: "\n").compactMap { Int($0) }
+    #expect(free.status == 0 && ports.count == 2 && !ports.contains(held.port), "\(free.stdout)\(free.stderr)")
+
+    let missing = try tarsctl(["node-z"])
+    #expect(missing.status != 0 && missing.stderr.contains("no running tarsagent on node node-z"), "\(missing.stderr)")
+    let badRange = try tarsctl(["node-a", "--free", "9-2"])
+    #expect(badRange.status != 0 && badRange.stderr.contains("--free takes FIRST-LAST"), "\(badRange.stderr)")
   }
 }

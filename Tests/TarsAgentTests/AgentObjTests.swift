@@ -1,0 +1,99 @@
+import Foundation
+import TarsAgentF
+import TarsAuth
+import TarsProtocol
+import TarsRPC
+import TarsTestSupport
+import Testing
+
+/// The real `tarsagent` serving `tars.tarsagent.AgentObj`: signed calls for its node answer,
+/// unsigned, wrongly signed and replayed ones are refused; ports and free ports are the node's.
+@Suite("tarsagent's AgentObj")
+struct AgentObjTests {
+  let dir: TemporaryDirectory
+  let secret: String
+  let port = freePort()
+
+  init() throws {
+    dir = try TemporaryDirectory("agentobj")
+    secret = dir.file("secret")
+    try String(repeating: "ab", count: 16).write(toFile: secret, atomically: true, encoding: .utf8)
+    try FileManager.default.createDirectory(atPath: dir.file("logs"), withIntermediateDirectories: true)
+  }
+
+  func start(_ extra: [String]) throws -> pid_t {
+    try Spawned.start(
+      [Tool.path("tarsagent"), "run", "--log-dir", dir.file("logs"), "--node", "node-a"] + extra,
+      output: dir.file("agent.log"))
+  }
+
+  /// Sends `request` and decodes the answer, waiting for the agent to listen.
+  func send<M: TarsMethod>(_ request: RequestPacket, as: M.Type) throws -> M.Result {
+    let loop = try TarsEventLoop()
+    let proxy = TarsProxy(
+      client: TarsClient(loop: loop),
+      address: try TarsObjectAddress(parsing: "tars.tarsagent.AgentObj@tcp -h 127.0.0.1 -p \(port)"))
+    var reply: Result<ResponsePacket, TarsCallError>?
+    for _ in 0..<50 {
+      reply = nil
+      proxy.invoke(request, timeoutMs: 3000) { reply = $0 }
+      _ = loop.run(until: { reply != nil }, timeoutMs: 5000)
+      if case .success = reply { break }
+      usleep(100_000)
+    }
+    return try M.result(from: try #require(try reply?.get()))
+  }
+
+  func signed<M: TarsMethod>(_ m: M.Type, _ args: M.Args, target: String = "node-a", key: String? = nil) throws
+    -> RequestPacket
+  {
+    var r = M.request(servant: "tars.tarsagent.AgentObj", args)
+    try NodeCallAuth(secretFile: key ?? secret).sign(&r, target: target, timestamp: unixTimeSeconds())
+    return r
+  }
+
+  @Test func signedCallsForItsNodeSeeTheNodesPortsAndOthersAreRefused() throws {
+    defer { dir.remove() }
+    let held = try TarsTestSupport.ListeningSocket(host: "127.0.0.1")
+    defer { held.close() }
+    let agent = try start(["--listen", "127.0.0.1", "--port", "\(port)", "--secret-file", secret])
+    defer { Spawned.kill(agent) }
+
+    let unsigned = try send(
+      Agent.ListPorts.request(servant: "tars.tarsagent.AgentObj", .init()), as: Agent.ListPorts.self)
+    #expect(unsigned.ret == -1 && unsigned.result.hasPrefix("refused"), "\(unsigned)")
+    #expect(unsigned.ports.isEmpty)
+    let otherNode = try send(signed(Agent.ListPorts.self, .init(), target: "node-b"), as: Agent.ListPorts.self)
+    #expect(otherNode.ret == -1, "a signature for another node: \(otherNode)")
+
+    let request = try signed(Agent.ListPorts.self, .init(allNamespaces: false))
+    let listed = try send(request, as: Agent.ListPorts.self)
+    #expect(listed.ret == 0, "\(listed)")
+    let mine = try #require(listed.ports.first { $0.port == Int32(held.port) && $0.transport == "tcp" })
+    #expect(mine.pids.contains(getpid()) && mine.address == "127.0.0.1" && mine.namespace == "host", "\(mine)")
+    #expect(listed.ports.contains { $0.port == Int32(port) && $0.pids == [agent] }, "its own AgentObj port")
+    let replayed = try send(request, as: Agent.ListPorts.self)
+    #expect(replayed.ret == -1 && replayed.result.contains("replay"), "the same signed call twice: \(replayed)")
+
+    let free = try send(
+      signed(
+        Agent.FreePorts.self, .init(transport: "tcp", first: Int32(held.port), last: Int32(held.port) + 50, count: 3)),
+      as: Agent.FreePorts.self)
+    #expect(free.ret == 0 && free.ports.count == 3 && !free.ports.contains(Int32(held.port)), "\(free)")
+    let bad = try send(
+      signed(Agent.FreePorts.self, .init(transport: "sctp", first: 1, last: 2, count: 1)), as: Agent.FreePorts.self)
+    #expect(bad.ret == -3 && bad.result.contains("tcp or udp"), "\(bad)")
+  }
+
+  @Test func withoutASecretItServesOnlyOnLoopback() throws {
+    defer { dir.remove() }
+    let out = try Tool.run(
+      Tool.path("tarsagent"), ["run", "--log-dir", dir.file("logs"), "--listen", "0.0.0.0", "--port", "\(port)"])
+    #expect(out.status != 0)
+    #expect(out.stderr.contains("--secret-file"), "\(out.stderr)")
+    let agent = try start(["--listen", "127.0.0.1", "--port", "\(port)"])
+    defer { Spawned.kill(agent) }
+    let open = try send(Agent.ListPorts.request(servant: "tars.tarsagent.AgentObj", .init()), as: Agent.ListPorts.self)
+    #expect(open.ret == 0 && !open.ports.isEmpty, "\(open)")
+  }
+}
