@@ -11,7 +11,7 @@ import TarsRPC
 ///   first pass is done, WATCHDOG=1 as often as systemd asks. Between passes it sleeps: no
 ///   wakeups unless systemd's watchdog asks for them.
 ///   With `--listen ADDRESS` it serves `tars.tarsagent.AgentObj` (the node's ports, free ports)
-///   on its event loop, signed calls only unless on loopback.
+///   on its event loop, signed calls only unless on loopback, and `/metrics` beside it.
 /// - `tarsagent retention [RETENTION FLAGS] [--dry-run]`: one pass, then exit.
 /// - `tarsagent ports [--pid PID]`: the listening ports of every network namespace (or PID's)
 ///   with their holders.
@@ -41,6 +41,8 @@ public enum AgentMain {
     /// AgentObj's address (nil: not served) and port.
     var listen: String?
     var port = AgentObjServant.defaultPort
+    /// `/metrics` on the same address (0: not served).
+    var metricsPort = 19389
     var secretFile: String?
   }
 
@@ -79,7 +81,8 @@ public enum AgentMain {
       ports      listening ports per network namespace, with their holders (--pid PID: its namespace only)
     retention flags: --log-dir DIR  --max-age-days N (default 5)  --max-server-mib N  --min-free-mib N
                      --pattern GLOB (repeatable)  --dry-run
-    AgentObj flags:  --listen ADDRESS (serve AgentObj there)  --port N (default 19388)
+    AgentObj flags:  --listen ADDRESS (serve AgentObj and /metrics there)  --port N (default 19388)
+                     --metrics-port N (default 19389; 0: no /metrics)
                      --secret-file FILE (calls must be signed with it; needed off loopback)
     API flags:       --node NAME (default $NODE_NAME)  --kube-server URL  --kube-token-file FILE
                      --kube-ca-file FILE  --volume-root DIR (default /usr/local/app/tars/host-mount)
@@ -140,6 +143,7 @@ public enum AgentMain {
         }
         o.listen = value
       case "--port": o.port = Int(try number(flag, value, 0...65535))
+      case "--metrics-port": o.metricsPort = Int(try number(flag, value, 0...65535))
       case "--kube-token-file", "--kube-ca-file", "--volume-root", "--secret-file":
         guard let value, value.hasPrefix("/") else { throw UsageError("\(flag) needs an absolute path") }
         if flag == "--kube-token-file" { o.kubeTokenFile = value }
@@ -161,7 +165,7 @@ public enum AgentMain {
   }
 
   /// One retention pass; false when the log directory cannot be read.
-  static func retentionPass(_ o: Options) -> Bool {
+  static func retentionPass(_ o: Options, metrics: AgentMetrics? = nil) -> Bool {
     var st = stat()
     guard stat(o.logDirectory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
       printError("tarsagent: retention: \(o.logDirectory) is not a directory (--log-dir)")
@@ -171,9 +175,10 @@ public enum AgentMain {
     let plan = Retention.plan(
       files, policy: o.policy, now: Int64(time(nil)), free: Retention.freeBytes(o.logDirectory) ?? Int64.max,
       open: Proc().openForWriting())
-    let freed = Retention.apply(plan, dryRun: o.dryRun) { say($0) }
+    let done = Retention.apply(plan, dryRun: o.dryRun) { say($0) }
+    metrics?.retention(files: files, deleted: o.dryRun ? [] : done, at: Int64(time(nil)))
     say(
-      "tarsagent: retention: \(files.count) files under \(o.logDirectory), \(plan.count) \(o.dryRun ? "to delete" : "deleted"), \(freed) bytes freed"
+      "tarsagent: retention: \(files.count) files under \(o.logDirectory), \(done.count) \(o.dryRun ? "to delete" : "deleted"), \(done.reduce(0) { $0 + $1.file.bytes }) bytes \(o.dryRun ? "to free" : "freed")"
     )
     return true
   }
@@ -190,29 +195,39 @@ public enum AgentMain {
       printError("tarsagent: the API jobs need this node's name: --node NAME, or NODE_NAME (fieldRef spec.nodeName)")
       return 2
     }
+    let metrics = AgentMetrics()
     let loop: TarsEventLoop
     let servant: TarsServer?
+    let exposition: MetricsHTTP?
     do {
       loop = try TarsEventLoop()
       servant = try agentObj(o, loop: loop)
+      exposition = try o.listen.flatMap { host throws(SystemError) in
+        o.metricsPort == 0
+          ? nil
+          : try MetricsHTTP(loop: loop, host: host, port: o.metricsPort) {
+            metrics.render(logDirectory: o.logDirectory, host: PortScanner().namespace(of: getpid()))
+          }
+      }
     } catch {
       printError("tarsagent: \(error)")
       return 1
     }
-    guard retentionPass(o) else { return 1 }
+    guard retentionPass(o, metrics: metrics) else { return 1 }
     if let api, let node = o.node {
       let volumes = LocalVolumes(node: node, root: o.volumeRoot)
-      VolumeJob.start({ VolumeJob(kube: api, volumes: volumes, say: say) }, say: say)
-      HostPortJob.start({ HostPortJob(kube: api, node: node, say: say) }, say: say)
+      VolumeJob.start({ VolumeJob(kube: api, volumes: volumes, metrics: metrics, say: say) }, say: say)
+      NodePodsJob.start({ NodePodsJob(kube: api, node: node, metrics: metrics, say: say) }, say: say)
       say("tarsagent: on node \(node), API \(api.server): local volumes under \(o.volumeRoot), host-port Events")
     }
     if let servant { say("tarsagent: \(AgentObjServant.name) on \(servant.endpoint)") }
+    if let exposition { say("tarsagent: metrics on http://\(o.listen ?? ""):\(exposition.port)/metrics") }
     Systemd.notify("READY=1")
     // Retention every `every` seconds from the last pass's start; a pass longer than the
     // interval starts the next at once, with no burst to catch up.
     func retention(at deadline: UInt64) {
       _ = loop.schedule(at: deadline) {
-        _ = retentionPass(o)
+        _ = retentionPass(o, metrics: metrics)
         retention(at: max(deadline + UInt64(o.every) * 1_000_000_000, TarsEventLoop.now()))
       }
     }

@@ -42,15 +42,17 @@ extension KubeJob {
 public final class VolumeJob: KubeJob {
   public let kube: KubeHTTP
   let volumes: LocalVolumes
+  let metrics: AgentMetrics
   let say: (String) -> Void
   /// What was already reported, so a claim that stays wrong gets one Event, not one per pass.
   var reported: Set<String> = []
   public let name = "volumes"
   public let watched = "/api/v1/persistentvolumeclaims"
 
-  public init(kube: KubeHTTP, volumes: LocalVolumes, say: @escaping (String) -> Void) {
+  public init(kube: KubeHTTP, volumes: LocalVolumes, metrics: AgentMetrics, say: @escaping (String) -> Void) {
     self.kube = kube
     self.volumes = volumes
+    self.metrics = metrics
     self.say = say
   }
 
@@ -71,6 +73,7 @@ public final class VolumeJob: KubeJob {
         do throws(KubeHTTPError) {
           let pv = volumes.volume(for: claim, directory: directory, reclaimPolicy: policy)
           _ = try kube.json("POST", "/api/v1/persistentvolumes", body: pv)
+          metrics.volume(.provisioned)
           say(
             "tarsagent: volumes: provisioned \(pv["metadata"]?["name"]?.stringValue ?? "") for \(who) at \(directory) (uid \(owner.uid), gid \(owner.gid), mode \(String(owner.mode, radix: 8)))"
           )
@@ -94,6 +97,7 @@ public final class VolumeJob: KubeJob {
         }
         if let error = VolumeDirectory.remove(directory) {
           say("tarsagent: volumes: cannot reclaim \(pv): \(error)")
+          metrics.volume(.failed)
           continue
         }
         do throws(KubeHTTPError) {
@@ -103,6 +107,7 @@ public final class VolumeJob: KubeJob {
           say("tarsagent: volumes: removed \(directory) but cannot delete \(pv): \(error.message)")
           continue
         }
+        metrics.volume(.reclaimed)
         say("tarsagent: volumes: reclaimed \(pv): its claim is gone; removed \(directory)")
       }
     }
@@ -124,6 +129,7 @@ public final class VolumeJob: KubeJob {
     say("tarsagent: volumes: \(Self.name(claim)): \(message)")
     let key = (claim["metadata"]?["uid"]?.stringValue ?? "") + "/" + message
     guard reported.insert(key).inserted else { return }
+    metrics.volume(.failed)
     do throws(KubeHTTPError) {
       try kube.event(
         about: claim, kind: "PersistentVolumeClaim", reason: "ProvisioningFailed", message: message,
@@ -138,26 +144,45 @@ public final class VolumeJob: KubeJob {
   }
 }
 
-/// Host ports: a pod on this node that asks for a host port someone else holds gets a Warning
-/// Event naming the holder (pid, command, its pod if any) — what the kubelet does not say.
-public final class HostPortJob: KubeJob {
+/// The pods of this node: the Tars ones and their tarsnode state for the metrics; and host
+/// ports — a pod that asks for a host port someone else holds gets a Warning Event naming the
+/// holder (pid, command, its pod if any), what the kubelet does not say.
+public final class NodePodsJob: KubeJob {
   public let kube: KubeHTTP
   let node: String
+  let metrics: AgentMetrics
   let say: (String) -> Void
   let scanner: PortScanner
   var reported: Set<String> = []
-  public let name = "host ports"
+  public let name = "pods"
   public var watched: String { "/api/v1/pods?fieldSelector=spec.nodeName%3D\(node)" }
 
-  public init(kube: KubeHTTP, node: String, scanner: PortScanner = PortScanner(), say: @escaping (String) -> Void) {
+  public init(
+    kube: KubeHTTP, node: String, metrics: AgentMetrics, scanner: PortScanner = PortScanner(),
+    say: @escaping (String) -> Void
+  ) {
     self.kube = kube
     self.node = node
+    self.metrics = metrics
     self.scanner = scanner
     self.say = say
   }
 
   public func reconcile() throws(KubeHTTPError) -> String {
     let list = try kube.json("GET", watched)
+    metrics.pods(
+      (list["items"]?.arrayValue ?? []).compactMap { p -> AgentMetrics.Pod? in
+        let labels = p["metadata"]?["labels"]
+        guard let app = labels?["tars.io/ServerApp"]?.stringValue,
+          let server = labels?["tars.io/ServerName"]?.stringValue
+        else { return nil }
+        let active = (p["status"]?["conditions"]?.arrayValue ?? []).contains {
+          $0["type"]?.stringValue == "tars.io/active" && $0["status"]?.stringValue == "True"
+        }
+        return AgentMetrics.Pod(
+          namespace: p["metadata"]?["namespace"]?.stringValue ?? "", name: p["metadata"]?["name"]?.stringValue ?? "",
+          server: "\(app).\(server)", phase: p["status"]?["phase"]?.stringValue ?? "", active: active)
+      })
     let pods = HostPortPod.from(podList: list)
     let version = list["metadata"]?["resourceVersion"]?.stringValue ?? ""
     // The host's network namespace is the agent's own (the DaemonSet runs it on the host's network).
@@ -169,6 +194,7 @@ public final class HostPortJob: KubeJob {
       guard let pod = byName[conflict.pod] else { continue }
       let key = "\(pod["metadata"]?["uid"]?.stringValue ?? "")/\(conflict.port)/\(conflict.transport.rawValue)"
       guard reported.insert(key).inserted else { continue }
+      metrics.hostPortConflict()
       say("tarsagent: host ports: pod \(conflict.pod): \(conflict.message)")
       do throws(KubeHTTPError) {
         try kube.event(about: pod, kind: "Pod", reason: "HostPortTaken", message: conflict.message, node: node)

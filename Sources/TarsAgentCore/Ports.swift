@@ -4,7 +4,7 @@ import TarsRPC
 
 /// A socket that takes a port: TCP in LISTEN, or a bound UDP socket.
 public struct ListeningSocket: Sendable, Equatable, Hashable {
-  public enum Transport: String, Sendable { case tcp, udp }
+  public enum Transport: String, Sendable, CaseIterable { case tcp, udp }
   public var transport: Transport
   /// The local address as text (`0.0.0.0`, `::`, `10.1.0.5`).
   public var address: String

@@ -31,7 +31,10 @@ public struct LogFile: Sendable, Equatable {
 
 /// One deletion and why: what the agent logs for every file it removes.
 public struct Deletion: Sendable, Equatable {
+  /// Which rule deleted it (what the metrics count by).
+  public enum Rule: String, Sendable, CaseIterable { case age, size, pressure }
   public var file: LogFile
+  public var rule: Rule
   public var reason: String
 }
 
@@ -70,7 +73,8 @@ public enum Retention {
       .sorted { ($0.modified, $0.path) < ($1.modified, $1.path) }
     if let maxAge = policy.maxAgeSeconds {
       for f in candidates where now - f.modified > maxAge {
-        out.append(Deletion(file: f, reason: "older than \(maxAge) s (\((now - f.modified) / 86_400) days)"))
+        out.append(
+          Deletion(file: f, rule: .age, reason: "older than \(maxAge) s (\((now - f.modified) / 86_400) days)"))
         gone.insert(f.path)
       }
     }
@@ -79,7 +83,8 @@ public enum Retention {
       for f in files where !gone.contains(f.path) { total[f.server, default: 0] += f.bytes }
       for f in candidates where !gone.contains(f.path) && !f.server.isEmpty && total[f.server]! > limit {
         out.append(
-          Deletion(file: f, reason: "\(f.server) keeps \(total[f.server]!) bytes, over \(limit) per server"))
+          Deletion(
+            file: f, rule: .size, reason: "\(f.server) keeps \(total[f.server]!) bytes, over \(limit) per server"))
         total[f.server]! -= f.bytes
         gone.insert(f.path)
       }
@@ -87,7 +92,8 @@ public enum Retention {
     if let minFree = policy.minFreeBytes {
       var available = free + out.reduce(0) { $0 + $1.file.bytes }
       for f in candidates where !gone.contains(f.path) && available < minFree {
-        out.append(Deletion(file: f, reason: "disk pressure: \(available) bytes free, below \(minFree)"))
+        out.append(
+          Deletion(file: f, rule: .pressure, reason: "disk pressure: \(available) bytes free, below \(minFree)"))
         available += f.bytes
         gone.insert(f.path)
       }
@@ -95,23 +101,24 @@ public enum Retention {
     return out
   }
 
-  /// Deletes (unless `dryRun`), each with a log line; the bytes freed.
+  /// Deletes (unless `dryRun`), each with a log line; those deleted (all of them in a dry run).
   @discardableResult
-  public static func apply(_ deletions: [Deletion], dryRun: Bool, log: (String) -> Void) -> Int64 {
-    var freed: Int64 = 0
+  public static func apply(_ deletions: [Deletion], dryRun: Bool, log: (String) -> Void) -> [Deletion] {
+    var done: [Deletion] = []
     for d in deletions {
       if dryRun {
         log("retention: would delete \(d.file.path) (\(d.file.bytes) bytes): \(d.reason)")
+        done.append(d)
         continue
       }
       if unlink(d.file.path) == 0 {
-        freed += d.file.bytes
+        done.append(d)
         log("retention: deleted \(d.file.path) (\(d.file.bytes) bytes): \(d.reason)")
       } else {
         log("retention: cannot delete \(d.file.path): \(String(cString: strerror(errno)))")
       }
     }
-    return freed
+    return done
   }
 
   /// Free bytes of the file system holding `path` (for unprivileged users, as df shows them).

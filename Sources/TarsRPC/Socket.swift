@@ -130,7 +130,9 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 
 /// Thin wrappers over the socket calls the RPC layer makes; every descriptor is non-blocking
 /// and close-on-exec so a spawned business server inherits none of them.
-enum Socket {
+/// Non-blocking TCP sockets: what TarsServer and TarsClient build on, and what a small server
+/// of another protocol on the same loop (the agent's /metrics) listens and accepts with.
+public enum Socket {
   static func stream(family: Int32) throws(SystemError) -> Int32 {
     let fd = socket(
       family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -138,7 +140,7 @@ enum Socket {
     return fd
   }
 
-  static func listen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
+  public static func listen(_ address: SocketAddress, backlog: Int32 = 1024) throws(SystemError) -> Int32 {
     let fd = try stream(family: address.family)
     var one: Int32 = 1
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -169,7 +171,7 @@ enum Socket {
     return fd
   }
 
-  enum Accepted {
+  public enum Accepted {
     case connection(Int32, SocketAddress)
     /// Nothing more to accept now.
     case none
@@ -177,7 +179,7 @@ enum Socket {
     case outOfDescriptors
   }
 
-  static func accept(_ listener: Int32) -> Accepted {
+  public static func accept(_ listener: Int32) -> Accepted {
     var address = SocketAddress()
     address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     while true {
@@ -196,7 +198,7 @@ enum Socket {
     }
   }
 
-  static func localAddress(_ fd: Int32) -> SocketAddress {
+  public static func localAddress(_ fd: Int32) -> SocketAddress {
     var address = SocketAddress()
     address.length = socklen_t(MemoryLayout<sockaddr_storage>.size)
     _ = withUnsafeMutablePointer(to: &address.storage) { p in

@@ -96,4 +96,40 @@ struct AgentObjTests {
     let open = try send(Agent.ListPorts.request(servant: "tars.tarsagent.AgentObj", .init()), as: Agent.ListPorts.self)
     #expect(open.ret == 0 && !open.ports.isEmpty, "\(open)")
   }
+
+  @Test func metricsCountWhatRetentionDeletedAndTheNodesPorts() throws {
+    defer { dir.remove() }
+    // A 10-day-old log the first pass deletes, and a fresh one it keeps.
+    let old = dir.file("logs/Test/HelloServer/Test.HelloServer_20261127.log")
+    try FileManager.default.createDirectory(
+      atPath: dir.file("logs/Test/HelloServer"), withIntermediateDirectories: true)
+    try String(repeating: "x", count: 1000).write(toFile: old, atomically: true, encoding: .utf8)
+    try FileManager.default.setAttributes(
+      [.modificationDate: Date().addingTimeInterval(-10 * 86_400)], ofItemAtPath: old)
+    try "fresh".write(toFile: dir.file("logs/Test/HelloServer/Test.HelloServer.log"), atomically: true, encoding: .utf8)
+    let metricsPort = freePort()
+    let agent = try start(["--listen", "127.0.0.1", "--port", "\(port)", "--metrics-port", "\(metricsPort)"])
+    defer { Spawned.kill(agent) }
+    var answer = ""
+    for _ in 0..<50 where !answer.hasPrefix("HTTP/1.1 200") {
+      answer = (try? RawSocket.httpGet(port: metricsPort, path: "/metrics")) ?? ""
+      if !answer.hasPrefix("HTTP/1.1 200") { usleep(100_000) }
+    }
+    #expect(answer.hasPrefix("HTTP/1.1 200 OK"), "\(answer)")
+    let lines = Set(answer.split(separator: "\n").map(String.init))
+    for expected in [
+      "tarsagent_retention_deleted_files_total{rule=\"age\"} 1",
+      "tarsagent_retention_freed_bytes_total{rule=\"age\"} 1000",
+      "tarsagent_retention_deleted_files_total{rule=\"pressure\"} 0", "tarsagent_log_files 1", "tarsagent_log_bytes 5",
+      "tarsagent_retention_passes_total 1", "# TYPE tarsagent_retention_freed_bytes_total counter",
+    ] {
+      #expect(lines.contains(expected), "\(expected) in:\n\(answer)")
+    }
+    // AgentObj and /metrics themselves are listening TCP ports of the node.
+    let tcp = try #require(lines.first { $0.hasPrefix("tarsagent_ports_in_use{transport=\"tcp\"} ") })
+    #expect((Int(tcp.split(separator: " ").last ?? "") ?? 0) >= 2, "\(tcp)")
+    #expect(!FileManager.default.fileExists(atPath: old))
+    let other = try RawSocket.httpGet(port: metricsPort, path: "/")
+    #expect(other.hasPrefix("HTTP/1.1 404"), "\(other)")
+  }
 }

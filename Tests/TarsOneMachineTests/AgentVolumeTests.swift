@@ -209,10 +209,14 @@ struct AgentVolumeTests {
     let secret = dir.file("node-secret")
     try String(repeating: "5a", count: 16).write(toFile: secret, atomically: true, encoding: .utf8)
     let agentPort = freePort()
+    let metricsPort = freePort()
     let held = try TarsTestSupport.ListeningSocket(host: "127.0.0.1")
     defer { held.close() }
     let agent = try startAgent(
-      node: "node-a", extra: ["--listen", "127.0.0.1", "--port", "\(agentPort)", "--secret-file", secret])
+      node: "node-a",
+      extra: [
+        "--listen", "127.0.0.1", "--port", "\(agentPort)", "--secret-file", secret, "--metrics-port", "\(metricsPort)",
+      ])
     defer { Spawned.kill(agent) }
     // The agent's pod as the DaemonSet makes it: on node-a, on the host network (its IP the node's).
     let pod = try await store.create(
@@ -267,5 +271,31 @@ struct AgentVolumeTests {
     #expect(missing.status != 0 && missing.stderr.contains("no running tarsagent on node node-z"), "\(missing.stderr)")
     let badRange = try tarsctl(["node-a", "--free", "9-2"])
     #expect(badRange.status != 0 && badRange.stderr.contains("--free takes FIRST-LAST"), "\(badRange.stderr)")
+
+    // A Tars pod on the node whose tarsnode says its server is active shows in /metrics.
+    let server = try await store.create(
+      .pods,
+      KubeObject(
+        try JSONValue(
+          parsing: """
+            {"apiVersion": "v1", "kind": "Pod",
+             "metadata": {"name": "test-helloserver-0", "namespace": "tars",
+                          "labels": {"tars.io/ServerApp": "Test", "tars.io/ServerName": "HelloServer"}},
+             "spec": {"nodeName": "node-a", "containers": [{"name": "test-helloserver", "image": "x"}]}}
+            """)))
+    var active = server
+    active.json = active.json.setting(
+      "status",
+      .object([
+        ("phase", .string("Running")),
+        ("conditions", .array([.object([("type", .string("tars.io/active")), ("status", .string("True"))])])),
+      ]))
+    _ = try await store.update(.pods, active, status: true)
+    let line =
+      #"tarsagent_tars_pod_active{namespace="tars",pod="test-helloserver-0",server="Test.HelloServer",phase="Running"} 1"#
+    _ = try await eventually("the active pod in /metrics") { () -> Bool? in
+      let text = try RawSocket.httpGet(port: metricsPort, path: "/metrics")
+      return text.split(separator: "\n").contains { $0 == line } ? true : nil
+    }
   }
 }

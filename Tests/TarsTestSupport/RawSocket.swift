@@ -56,6 +56,25 @@ public final class RawSocket: @unchecked Sendable {
     return out
   }
 
+  /// Everything until the peer closes (or the receive timeout).
+  public func readToEnd() -> [UInt8] {
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+      let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+      if n <= 0 { return out }
+      out += chunk[..<n]
+    }
+  }
+
+  /// An HTTP/1.1 GET and its whole answer (status line, headers, body), for small test servers
+  /// that close after answering.
+  public static func httpGet(port: Int, path: String) throws -> String {
+    let s = try RawSocket(port: port)
+    s.send(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8))
+    return String(decoding: s.readToEnd(), as: UTF8.self)
+  }
+
   /// The next framed response, or nil if the connection closed (or timed out).
   public func readResponse() -> ResponsePacket? {
     guard let header = read(4) else { return nil }
