@@ -5,8 +5,10 @@ rounds (ratios, not absolute times, are the figures):
   older than the 5-day limit, beside `find DIR -name '*.log' -mtime +5` (K8SFramework's cron);
 - a port query for a process holding 1,000 listening sockets (`tarsagent ports --pid`), beside
   `ss -ltnp` (which also maps sockets to processes);
-- the agent idle between passes (`tarsagent run --every 3600`): VmHWM, RssAnon, and its context
-  switches over 10 s (wakeups).
+- the agent idle between passes (`tarsagent run --every 3600`, serving AgentObj and /metrics on
+  loopback): VmHWM, RssAnon, Pss, and its context switches over 10 s (wakeups); and where its
+  resident pages are, by mapping (the binary, libcurl and the libraries it brings, the C and C++
+  runtimes, libsystemd and its own).
 
 Peak RSS is GNU time's maximum resident set size. The release tarsagent is the one
 `swift build -c release --product tarsagent` makes (Swift's runtime in shared libraries).
@@ -33,6 +35,63 @@ def status(pid):
             key, _, value = line.partition(":")
             fields[key] = value.strip()
     return fields
+
+
+def status_file(path):
+    fields = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if value:
+                fields[key] = value.strip()
+    return fields
+
+
+CURL_CLOSURE = None
+
+
+def by_mapping(pid):
+    """Resident KiB by group of mappings: the agent binary, libcurl and every library it loads
+    (ldd), Swift's runtime libraries, the C and C++ runtimes, libsystemd and its own libraries,
+    the rest (heap, stacks)."""
+    global CURL_CLOSURE
+    if CURL_CLOSURE is None:
+        out = subprocess.run(["ldd", "/usr/lib/x86_64-linux-gnu/libcurl.so.4"], capture_output=True, text=True).stdout
+        CURL_CLOSURE = {line.split("=>")[1].split()[0].split("/")[-1].split(".so")[0]
+                        for line in out.splitlines() if "=>" in line} | {"libcurl"}
+    runtimes = {"libc", "ld-linux-x86-64", "libm", "libstdc++", "libgcc_s"}
+    systemd = {"libsystemd", "libcap", "liblz4", "liblzma", "libzstd", "libgcrypt", "libgpg-error"}
+    totals = {"binary": 0, "Swift runtime": 0, "libcurl and its libraries": 0, "C/C++ runtimes": 0,
+              "libsystemd's": 0, "other (heap, stacks)": 0}
+    name = ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and len(parts) >= 5 and ":" in parts[3]:
+                name = parts[5] if len(parts) > 5 else ""
+            elif parts[0] == "Rss:":
+                base = name.split("/")[-1].split(".so")[0]
+                kib = int(parts[1])
+                if name.endswith("/tarsagent"):
+                    totals["binary"] += kib
+                elif base.startswith("libswift") or base in ("libdispatch", "libBlocksRuntime"):
+                    totals["Swift runtime"] += kib
+                elif base in runtimes:
+                    totals["C/C++ runtimes"] += kib
+                elif base in CURL_CLOSURE:
+                    totals["libcurl and its libraries"] += kib
+                elif base in systemd:
+                    totals["libsystemd's"] += kib
+                else:
+                    totals["other (heap, stacks)"] += kib
+    return list(totals.items())
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def median(values):
@@ -68,15 +127,21 @@ def main():
         print(f"10,000 log files, a process with 1,000 listening sockets; {ROUNDS} interleaved rounds (median)")
         for name, values in rows.items():
             print(f"  {name:22s} {median([s for s, _ in values]):6.3f} s   peak RSS {max(k for _, k in values) / 1024:6.1f} MiB")
-        agent = subprocess.Popen([AGENT, "run", "--log-dir", logs, "--every", "3600"], stdout=subprocess.DEVNULL)
+        agent = subprocess.Popen(
+            [AGENT, "run", "--log-dir", logs, "--every", "3600", "--listen", "127.0.0.1", "--port", "0",
+             "--metrics-port", str(free_port())], stdout=subprocess.DEVNULL)
         time.sleep(3)
         before = status(agent.pid)
         time.sleep(10)
         after = status(agent.pid)
+        rollup = status_file(f"/proc/{agent.pid}/smaps_rollup")
+        groups = by_mapping(agent.pid)
         agent.terminate()
         agent.wait()
         switches = sum(int(after[k]) - int(before[k]) for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
-        print(f"  idle agent: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, {switches} context switches in 10 s")
+        print(f"  idle agent: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, Pss {rollup['Pss']}, "
+              f"{switches} context switches in 10 s")
+        print("  its resident pages: " + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in groups))
     finally:
         if holder:
             holder.kill()

@@ -17,17 +17,30 @@ public protocol KubeJob: SendableMetatype {
 
 extension KubeJob {
   /// Runs forever: a pass, a wait for a change, again; after a failure, ten seconds' pause.
-  public func run(say: (String) -> Void) -> Never {
-    while true {
-      do throws(KubeHTTPError) {
-        let version = try reconcile()
-        try kube.waitForChange(watched, after: version)
-      } catch {
-        say("tarsagent: \(name): \(error.message); again in 10 s")
-        var pause = timespec(tv_sec: 10, tv_nsec: 0)
-        var left = timespec()
-        while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
-      }
+  public func run(say: (String) -> Void) -> Never { runJob(self, say: say) }
+}
+
+/// The loop of every job, not generic: Swift 6.3's optimizer crashed specializing it per job
+/// (SimplifyCFG, Mem2Reg on the never-ending loop).
+func runJob(_ job: any KubeJob, say: (String) -> Void) -> Never {
+  while true {
+    guard let failure = job.cycle() else { continue }
+    say("tarsagent: \(job.name): \(failure); again in 10 s")
+    var pause = timespec(tv_sec: 10, tv_nsec: 0)
+    var left = timespec()
+    while nanosleep(&pause, &left) != 0 && errno == EINTR { pause = left }
+  }
+}
+
+extension KubeJob {
+  /// One pass and the wait after it; what failed, or nil.
+  func cycle() -> String? {
+    do {
+      let version = try reconcile()
+      try kube.waitForChange(watched, after: version)
+      return nil
+    } catch {
+      return error.message
     }
   }
 
