@@ -151,6 +151,12 @@ let package = Package(
       name: "TarsImageService",
       dependencies: ["TarsImage", "TarsKube", "TarsProtocol", .product(name: "NIOPosix", package: "swift-nio")],
       swiftSettings: strict),
+    // tars.tarsstat.StatObj, tars.tarsproperty.PropertyObj, tars.tarslog.LogObj: reports summed per
+    // minute in memory, written to SQLite or PostgreSQL, queried for the admin API and /metrics.
+    .target(
+      name: "TarsMonitorService",
+      dependencies: ["TarsMonitor", "TarsProtocol", .product(name: "GRDB", package: "GRDB.swift")],
+      swiftSettings: strict),
     // The admin HTTP API (Hummingbird): servers, pods, commands fanned out to NodeObj, manifests.
     .target(
       name: "TarsAdmin",
@@ -267,6 +273,13 @@ let package = Package(
     .testTarget(
       name: "TarsAgentTests",
       dependencies: ["TarsAgentCore", "TarsAgentF", "TarsAuth", "TarsRPC", "TarsProtocol", "TarsTestSupport"],
+      swiftSettings: strict),
+    .testTarget(
+      name: "TarsMonitorTests",
+      dependencies: [
+        "TarsMonitorService", "TarsMonitor", "TarsNIO", "TarsProtocol", "TarsTestSupport",
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
       swiftSettings: strict),
     .testTarget(
       name: "TarsImageTests",
