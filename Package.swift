@@ -28,6 +28,7 @@ let package = Package(
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+    .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
   ],
   targets: [
     // The protocol core: codec, packets, framing, endpoints, config files, dispatch rules.
@@ -155,7 +156,10 @@ let package = Package(
     // minute in memory, written to SQLite or PostgreSQL, queried for the admin API and /metrics.
     .target(
       name: "TarsMonitorService",
-      dependencies: ["TarsMonitor", "TarsProtocol", .product(name: "GRDB", package: "GRDB.swift")],
+      dependencies: [
+        "TarsMonitor", "TarsProtocol", .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
+      ],
       swiftSettings: strict),
     // The admin HTTP API (Hummingbird): servers, pods, commands fanned out to NodeObj, manifests.
     .target(
@@ -278,7 +282,7 @@ let package = Package(
       name: "TarsMonitorTests",
       dependencies: [
         "TarsMonitorService", "TarsMonitor", "TarsNIO", "TarsProtocol", "TarsTestSupport",
-        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"), .product(name: "PostgresNIO", package: "postgres-nio"),
       ],
       swiftSettings: strict),
     .testTarget(

@@ -17,6 +17,8 @@ public final class MonitorService: Sendable {
     public var retentionDays: Int64 = 31
     /// Rows of complete minutes kept while the database is away.
     public var maxPendingRows = 1_000_000
+    /// How long one write may take before it counts as failed (the rows wait for the next).
+    public var writeTimeout: Duration = .seconds(20)
     public var limits = MonitorLimits()
     public init() {}
   }
@@ -81,10 +83,10 @@ public final class MonitorService: Sendable {
     var done = 0
     for b in waiting {
       do {
-        try await store.write(b)
+        try await withDeadline(options.writeTimeout) { [store] in try await store.write(b) }
         done += 1
       } catch {
-        let message = "\(error)"
+        let message = String(reflecting: error)
         let changed = pending.withLock { p in
           defer { p.lastError = message }
           return p.lastError != message
@@ -161,5 +163,24 @@ public final class PropertyObj: PropertyFServant, Sendable {
   public func reportPropMsg(statmsg: [StatPropMsgHead: StatPropMsgBody], current: TarsCurrent) throws -> Int32 {
     service.aggregator.addProperties(statmsg, minute: service.minute, peer: current.peer?.host ?? "")
     return 0
+  }
+}
+
+struct DeadlineExceeded: Error, CustomStringConvertible {
+  var after: Duration
+  var description: String { "no answer within \(after)" }
+}
+
+/// `body`, cancelled and failed with `DeadlineExceeded` when it takes longer than `limit`.
+func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+  try await withThrowingTaskGroup(of: T?.self) { group in
+    group.addTask { try await body() }
+    group.addTask {
+      try await Task.sleep(for: limit)
+      return nil
+    }
+    defer { group.cancelAll() }
+    guard let first = try await group.next(), let value = first else { throw DeadlineExceeded(after: limit) }
+    return value
   }
 }

@@ -86,7 +86,7 @@ struct MonitorSQL {
   enum Dialect { case sqlite, postgres }
   let dialect: Dialect
 
-  var text: String { dialect == .sqlite ? "TEXT" : "TEXT" }
+  var text: String { "TEXT" }
   var big: String { dialect == .sqlite ? "INTEGER" : "BIGINT" }
   var real: String { dialect == .sqlite ? "REAL" : "DOUBLE PRECISION" }
 
@@ -121,6 +121,12 @@ struct MonitorSQL {
     dialect == .sqlite ? "group_concat(\(column), ';')" : "string_agg(\(column), ';')"
   }
 
+  /// An integer aggregate as a 64-bit integer (PostgreSQL's SUM of bigint is numeric).
+  func integer(_ expression: String) -> String { dialect == .sqlite ? expression : "(\(expression))::bigint" }
+
+  /// A dimension as text (PostgreSQL does not turn integers into text by itself).
+  func asText(_ column: String) -> String { dialect == .sqlite ? column : "\(column)::text" }
+
   /// The query and its arguments (all text or integers, in order).
   func stats(_ q: StatQuery) -> (sql: String, arguments: [QueryArgument]) {
     var args: [QueryArgument] = [.integer(q.from), .integer(q.to)]
@@ -131,10 +137,14 @@ struct MonitorSQL {
       conditions.append("\(d.rawValue) = \(placeholder(args.count))")
     }
     var groups = q.groupBy.map(\.rawValue)
-    if let b = q.bucketSeconds { groups.insert("(minute / \(max(60, b))) * \(max(60, b))", at: 0) }
-    let selected = groups.isEmpty ? "" : groups.joined(separator: ", ") + ", "
+    var selected = q.groupBy.map { asText($0.rawValue) }
+    if let b = q.bucketSeconds {
+      groups.insert("(minute / \(max(60, b))) * \(max(60, b))", at: 0)
+      selected.insert(groups[0], at: 0)
+    }
     let sql = """
-      SELECT \(selected)SUM(calls), SUM(timeouts), SUM(exceptions), SUM(total_ms), MAX(max_ms),
+      SELECT \(selected.map { $0 + ", " }.joined())\(integer("SUM(calls)")), \(integer("SUM(timeouts)")),
+        \(integer("SUM(exceptions)")), \(integer("SUM(total_ms)")), MAX(max_ms),
         MIN(CASE WHEN calls > 0 THEN min_ms END), \(concat("intervals"))
       FROM stat_minute WHERE \(conditions.joined(separator: " AND "))
       \(groups.isEmpty ? "" : "GROUP BY " + groups.joined(separator: ", ") + " ORDER BY " + groups.joined(separator: ", "))
@@ -153,7 +163,7 @@ struct MonitorSQL {
     var groups = q.groupBy.map(\.rawValue) + ["policy"]
     if let b = q.bucketSeconds { groups.insert("(minute / \(max(60, b))) * \(max(60, b))", at: 0) }
     let sql = """
-      SELECT \(groups.joined(separator: ", ")), SUM(value_sum), SUM(reports), MAX(value_max), MIN(value_min),
+      SELECT \(groups.joined(separator: ", ")), SUM(value_sum), \(integer("SUM(reports)")), MAX(value_max), MIN(value_min),
         \(concat("distr"))
       FROM property_minute WHERE \(conditions.joined(separator: " AND "))
       GROUP BY \(groups.joined(separator: ", ")) ORDER BY \(groups.joined(separator: ", "))

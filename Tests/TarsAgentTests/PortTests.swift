@@ -163,8 +163,3 @@ struct PortTests {
 }
 
 let ipTool = "/usr/sbin/ip"
-
-struct TestFailure: Error, CustomStringConvertible {
-  var description: String
-  init(_ d: String) { description = d }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import PostgresNIO
 import Synchronization
 import TarsMonitor
 import TarsMonitorService
@@ -145,20 +146,19 @@ struct MonitorFailureTests {
     #expect(rows.map { $0.dimensions[.interface]! } == ["m2a", "m2b"])
   }
 
-  @Test func aRestartLosesNoMinuteThatWasWritten() async throws {
-    let dir = try TemporaryDirectory("monitor-restart")
-    defer { dir.remove() }
+  @Test(arguments: MonitorStoreKind.allCases)
+  func aRestartLosesNoMinuteThatWasWritten(_ kind: MonitorStoreKind) async throws {
     let clock = TestClock(MonitorHarness.minute + 7)
-    let first = try await MonitorHarness(store: try SQLiteMonitorStore(path: dir.file("monitor.db")), clock: clock)
+    let (store, place) = try kind.make()
+    let first = try await MonitorHarness(store: store, clock: clock)
     try await first.send([Self.report([Self.head("written"): Self.body(5)])])
     clock.set(MonitorHarness.minute + 60 + 7)
     #expect(await first.service.flush(before: MonitorHarness.minute + 60))
     // The current minute is only in memory: a crash (no final flush) loses it.
     try await first.send([Self.report([Self.head("current"): Self.body(2)])])
     await first.stop()
-    await first.service.store.close()
 
-    let second = try await MonitorHarness(store: try SQLiteMonitorStore(path: dir.file("monitor.db")), clock: clock)
+    let second = try await MonitorHarness(store: try kind.make(reusing: place).store, clock: clock)
     defer { Task { await second.stop() } }
     try await second.send([Self.report([Self.head("written"): Self.body(1)])])
     #expect(await second.service.flush(before: Int64.max))
@@ -169,5 +169,36 @@ struct MonitorFailureTests {
       rows.map { "\($0.time!)/\($0.dimensions[.interface]!)=\($0.value.count)" } == [
         "\(m)/written=5", "\(m + 60)/written=1",
       ])
+  }
+
+  /// The real thing: PostgreSQL stopped while minutes are due, then started again.
+  @Test func minutesWrittenWhenPostgreSQLComesBack() async throws {
+    let server = try TestPostgres.own()
+    let database = try server.database()
+    let clock = TestClock(MonitorHarness.minute + 7)
+    let store = PostgresMonitorStore(configuration: MonitorStoreKind.configuration(server, database))
+    var options = MonitorService.Options()
+    options.writeTimeout = .seconds(2)
+    let h = try await MonitorHarness(store: store, options: options, clock: clock)
+    defer {
+      Task { await h.stop() }
+      try? server.stop()
+    }
+    try await h.send([Self.report([Self.head("kept"): Self.body(3)])])
+    try server.stop()
+    clock.set(MonitorHarness.minute + 67)
+    #expect(await h.service.flush(before: MonitorHarness.minute + 60) == false)
+    #expect(h.service.pendingRows == 1)
+    try server.start()
+    // The pool reconnects; the waiting minute goes with the next flush.
+    var written = false
+    for _ in 0..<100 where !written {
+      written = await h.service.flush(before: MonitorHarness.minute + 60)
+      if !written { try await Task.sleep(for: .milliseconds(200)) }
+    }
+    #expect(written && h.service.pendingRows == 0)
+    let rows = try await store.stats(
+      StatQuery(from: MonitorHarness.minute, to: MonitorHarness.minute + 60, groupBy: [.interface]))
+    #expect(rows.map { "\($0.dimensions[.interface]!)=\($0.value.count)" } == ["kept=3"])
   }
 }

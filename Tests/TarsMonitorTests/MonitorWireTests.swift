@@ -1,5 +1,6 @@
 import Foundation
 import NIOPosix
+import PostgresNIO
 import Synchronization
 import TarsMonitor
 import TarsMonitorService
@@ -16,6 +17,31 @@ final class TestClock: Sendable {
   func set(_ s: Int64) { seconds.store(s, ordering: .relaxed) }
 }
 
+/// The two stores every storage test runs on: SQLite, and a real PostgreSQL from Debian's
+/// packages (`TestPostgres`).
+enum MonitorStoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case sqlite, postgres
+  var testDescription: String { rawValue }
+
+  /// A new store; `reusing` a place (a file, a database) opens what an earlier one wrote.
+  func make(reusing place: String? = nil) throws -> (store: any MonitorStore, place: String) {
+    switch self {
+    case .sqlite:
+      let path = place ?? NSTemporaryDirectory() + "monitor-\(UInt32.random(in: 0..<UInt32.max)).db"
+      return (try SQLiteMonitorStore(path: path), path)
+    case .postgres:
+      let server = try TestPostgres.shared.get()
+      let database = try place ?? server.database()
+      return (PostgresMonitorStore(configuration: Self.configuration(server, database)), database)
+    }
+  }
+
+  static func configuration(_ server: TestPostgres, _ database: String) -> PostgresClient.Configuration {
+    PostgresClient.Configuration(
+      host: "127.0.0.1", port: server.port, username: "tars", password: nil, database: database, tls: .disable)
+  }
+}
+
 /// StatObj and PropertyObj on a real socket over a store.
 struct MonitorHarness {
   let service: MonitorService
@@ -29,7 +55,9 @@ struct MonitorHarness {
   {
     try await store.migrate()
     self.clock = clock
-    service = MonitorService(store: store, options: options, clock: { clock.now })
+    service = MonitorService(
+      store: store, options: options, clock: { clock.now },
+      log: { FileHandle.standardError.write(Data(("monitor-log: " + $0 + "\n").utf8)) })
     server = try await TarsNIOServer.start(
       endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60_000),
       servants: ["tars.tarsstat.StatObj": service.stat, "tars.tarsproperty.PropertyObj": service.property],
@@ -49,7 +77,10 @@ struct MonitorHarness {
     #expect(service.aggregator.counters.reports == before + frames.count, "every report arrived")
   }
 
-  func stop() async { try? await server.close() }
+  func stop() async {
+    try? await server.close()
+    await service.store.close()
+  }
 
   static func capture(_ name: String) throws -> [UInt8] {
     let text = try String(contentsOf: Fixtures.url("vectors/captures/\(name).hex"), encoding: .utf8)
@@ -63,8 +94,9 @@ struct MonitorHarness {
 
 @Suite("Stat and property reports over real sockets")
 struct MonitorWireTests {
-  @Test func tarsCppsCapturedReportsAreStoredAsSent() async throws {
-    let h = try await MonitorHarness(store: try SQLiteMonitorStore(path: nil))
+  @Test(arguments: MonitorStoreKind.allCases)
+  func tarsCppsCapturedReportsAreStoredAsSent(_ kind: MonitorStoreKind) async throws {
+    let h = try await MonitorHarness(store: try kind.make().store)
     defer { Task { await h.stop() } }
     try await h.send([
       try MonitorHarness.capture("stat_reportMicMsg_req"), try MonitorHarness.capture("property_reportPropMsg_req"),
@@ -112,8 +144,9 @@ struct MonitorWireTests {
 
   /// Reports built from the IDL with every field set, as TarsCpp writes them: the caller's and
   /// the callee's views, two reports of one key in one minute, every property policy.
-  @Test func everyFieldBothViewsAndEveryPolicyAddUp() async throws {
-    let h = try await MonitorHarness(store: try SQLiteMonitorStore(path: nil))
+  @Test(arguments: MonitorStoreKind.allCases)
+  func everyFieldBothViewsAndEveryPolicyAddUp(_ kind: MonitorStoreKind) async throws {
+    let h = try await MonitorHarness(store: try kind.make().store)
     defer { Task { await h.stop() } }
     var head = StatMicMsgHead()
     head.masterName = "Test.HelloClient"

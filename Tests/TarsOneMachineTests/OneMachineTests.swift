@@ -108,11 +108,6 @@ final class OneMachine: @unchecked Sendable {
   }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-  var description: String
-  init(_ d: String) { description = d }
-}
-
 func waitFor(_ seconds: Double = 30, _ condition: () throws -> Bool) -> Bool {
   let deadline = Date().addingTimeInterval(seconds)
   while Date() < deadline {

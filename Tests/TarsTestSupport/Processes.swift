@@ -180,3 +180,9 @@ public struct ListeningSocket: Sendable {
 
   public func close() { Glibc.close(fd) }
 }
+
+/// A test's own failure, with what went wrong.
+public struct TestFailure: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ d: String) { description = d }
+}
