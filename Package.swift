@@ -67,7 +67,7 @@ let package = Package(
     // The Swift Tars server runtime (TarsCpp's Application): config, AdminObj, heartbeats,
     // admin commands, ConfigObj, NotifyObj, the locator. No Foundation.
     .target(
-      name: "TarsApplication", dependencies: ["TarsProtocol", "TarsFramework", "TarsRPC", "CTarsSys"],
+      name: "TarsApplication", dependencies: ["TarsProtocol", "TarsFramework", "TarsMonitor", "TarsRPC", "CTarsSys"],
       swiftSettings: strict),
     // The example: the classic Hello interface, a server and a client.
     .target(
@@ -166,7 +166,7 @@ let package = Package(
       name: "TarsAdmin",
       dependencies: [
         "TarsAdminAPI", "TarsKube", "TarsRegistry", "TarsNotifyService", "TarsNIO", "TarsAuth", "TarsFramework",
-        "TarsImageService", "TarsAgentF", .product(name: "Hummingbird", package: "hummingbird"),
+        "TarsImageService", "TarsAgentF", "TarsMonitorService", .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Yams", package: "Yams"),
@@ -184,7 +184,8 @@ let package = Package(
       dependencies: [
         "TarsAdmin", "TarsAdminAPI", "TarsLocalRuntime", "TarsRegistry", "TarsConfigService", "TarsNotifyService",
         "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework", "TarsController", "TarsImageService",
-        .product(name: "NIOPosix", package: "swift-nio"),
+        "TarsMonitorService", .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
       ], swiftSettings: strict),
     // tars.tarsconfig.ConfigObj from TConfig objects.
     .target(

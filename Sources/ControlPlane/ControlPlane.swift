@@ -154,6 +154,9 @@ struct UpCommand: AsyncParsableCommand {
   @Option(name: .customLong("registry-port"), help: "RegistryObj port.") var registryPort = 17891
   @Option(name: .customLong("config-port"), help: "ConfigObj port.") var configPort = 17892
   @Option(name: .customLong("notify-port"), help: "NotifyObj port.") var notifyPort = 17893
+  @Option(name: .customLong("monitor-port"), help: "StatObj and PropertyObj port.") var monitorPort = 17894
+  @Option(name: .customLong("monitor-metrics-port"), help: "The calls' Prometheus /metrics (0: off).")
+  var monitorMetricsPort = 17895
   @Option(name: .customLong("admin-port"), help: "Admin API port.") var adminPort = 17880
   @Option(name: .customLong("metrics-port"), help: "The registry's /metrics (0: off).") var metricsPort = 0
   @Option(name: .long, help: "Seconds a pod's server gets to stop.") var grace = 10
@@ -170,6 +173,7 @@ struct UpCommand: AsyncParsableCommand {
   static let listenFlags = [
     "QueryObj": "--query-port", "RegistryObj": "--registry-port", "ConfigObj": "--config-port",
     "NotifyObj": "--notify-port", "admin API": "--admin-port", "metrics": "--metrics-port",
+    "PropertyObj+StatObj": "--monitor-port", "calls' metrics": "--monitor-metrics-port",
   ]
 
   func run() async throws {
@@ -185,6 +189,8 @@ struct UpCommand: AsyncParsableCommand {
     o.registryPort = registryPort
     o.configPort = configPort
     o.notifyPort = notifyPort
+    o.monitorPort = monitorPort
+    o.monitorMetricsPort = monitorMetricsPort
     o.adminPort = adminPort
     o.metricsPort = metricsPort
     o.graceSeconds = grace

@@ -9,6 +9,7 @@ import TarsAuth
 import TarsFramework
 import TarsImageService
 import TarsKube
+import TarsMonitorService
 import TarsNIO
 import TarsNotifyService
 import TarsProtocol
@@ -21,6 +22,8 @@ extension EventRow: ResponseEncodable {}
 extension ApplyRow: ResponseEncodable {}
 extension NodePortRow: ResponseEncodable {}
 extension FreePortsRow: ResponseEncodable {}
+extension InterfaceStatRow: ResponseEncodable {}
+extension PropertyStatRow: ResponseEncodable {}
 
 /// The admin HTTP API: what the operator (through `tarsctl`) sees and does — servers, pods and
 /// their states, notifications, events; start, stop, restart and commands fanned out to each
@@ -37,6 +40,8 @@ public final class AdminServer: Sendable {
     public var nodeObjPort = 19385
     /// Where each node's tarsagent serves AgentObj (its node's address).
     public var agentPort = 19388
+    /// Call statistics and properties (nil: the monitor routes answer 503).
+    public var monitor: MonitorService? = nil
     /// The most replicas `apply` and `scale` accept (nil: no limit).
     public var maxReplicas: Int? = nil
     public var nodeClient: TarsNIOClient
@@ -92,6 +97,7 @@ public final class AdminServer: Sendable {
     routes.register(on: group)
     routes.registerImages(on: group)
     routes.registerNodes(on: group)
+    routes.registerMonitor(on: group)
     return AdminServer(
       http: try await HTTPService.start(router: router, host: host, port: port, name: "admin API", log: log))
   }

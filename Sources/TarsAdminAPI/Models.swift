@@ -213,3 +213,51 @@ public struct FreePortsRow: Codable, Sendable, Equatable {
     self.message = message
   }
 }
+
+/// One interface of a server today beside yesterday at the same time of day, as the classic
+/// stat page shows it (`GET /stat?server=App.Server`).
+public struct InterfaceStatRow: Codable, Sendable, Equatable {
+  public var interface: String
+  public var calls: Int64
+  public var timeouts: Int64
+  public var exceptions: Int64
+  /// Mean response time of successful calls, ms.
+  public var averageMs: Double
+  public var maxMs: Int64
+  public var yesterdayCalls: Int64
+  public var yesterdayTimeouts: Int64
+  public var yesterdayExceptions: Int64
+  public var yesterdayAverageMs: Double
+
+  public init(
+    interface: String, calls: Int64, timeouts: Int64, exceptions: Int64, averageMs: Double, maxMs: Int64,
+    yesterdayCalls: Int64, yesterdayTimeouts: Int64, yesterdayExceptions: Int64, yesterdayAverageMs: Double
+  ) {
+    self.interface = interface
+    self.calls = calls
+    self.timeouts = timeouts
+    self.exceptions = exceptions
+    self.averageMs = averageMs
+    self.maxMs = maxMs
+    self.yesterdayCalls = yesterdayCalls
+    self.yesterdayTimeouts = yesterdayTimeouts
+    self.yesterdayExceptions = yesterdayExceptions
+    self.yesterdayAverageMs = yesterdayAverageMs
+  }
+}
+
+/// One property of a server under one policy over the last minutes (`GET /property`).
+public struct PropertyStatRow: Codable, Sendable, Equatable {
+  public var property: String
+  public var policy: String
+  /// Sum, Count: the total; Avg: the mean; Max, Min: the extreme; Distr: the buckets.
+  public var value: String
+  public var ips: [String]
+
+  public init(property: String, policy: String, value: String, ips: [String]) {
+    self.property = property
+    self.policy = policy
+    self.value = value
+    self.ips = ips
+  }
+}

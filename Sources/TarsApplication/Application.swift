@@ -105,6 +105,14 @@ public final class TarsApplication {
     nodeProxy = proxy("/tars/application/server<node>")
     notifyProxy = proxy("/tars/application/server<notify>")
     configProxy = proxy("/tars/application/server<config>")
+    // Call statistics when the config names StatObj, as TarsCpp's <client> stat= does.
+    if let stat = config["/tars/application/client<stat>"], !stat.isEmpty {
+      let module =
+        config["/tars/application/client<modulename>"].flatMap { $0.isEmpty ? nil : $0 } ?? "\(app).\(server)"
+      let interval = Int(config["/tars/application/client<report-interval>"] ?? "") ?? 60_000
+      try? communicator.reportStats(
+        to: stat, module: module, ip: config["/tars/application/server<localip>"] ?? "", intervalMs: interval)
+    }
     registerBuiltinCommands()
   }
 
@@ -228,6 +236,7 @@ public final class TarsApplication {
     _ = loop.schedule(afterMilliseconds: heartbeatIntervalMs) { [unowned self] in heartbeat() }
     loop.run(until: { exitCode != nil })
     for l in listeners { l.server.close() }
+    communicator.flushStats()
     log(.info, "\(app).\(server) stopped")
     return exitCode ?? 0
   }
@@ -296,11 +305,14 @@ public final class TarsApplication {
         throw TarsApplicationError("adapter \(d.name): endpoint \(d["endpoint"]!): \(error)")
       }
       do {
-        listeners.append(
-          (
-            adapter: d.name, server: try TarsServer(loop: loop, endpoint: endpoint, servants: [name: servant]),
-            servant: name
-          ))
+        let listener = try TarsServer(loop: loop, endpoint: endpoint, servants: [name: servant])
+        if let reporter = communicator.statReporter {
+          let me = "\(app).\(server)"
+          listener.onServed = { [unowned reporter] request, peer, ret, ns in
+            reporter.answered(request, peer, me, ret, ns)
+          }
+        }
+        listeners.append((adapter: d.name, server: listener, servant: name))
       } catch {
         throw TarsApplicationError(
           "\(ListenError(error, service: ListenError.serviceName(servants: [name]), endpoint: endpoint))"
@@ -393,6 +405,8 @@ public final class TarsCommunicator {
   public let loop: TarsEventLoop
   public let client: TarsClient
   public let locator: TarsLocator?
+  /// Counts calls for StatObj once `reportStats` is called.
+  var statReporter: StatReporter?
 
   /// `locator` is the registry's QueryObj, e.g. `tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890`.
   public init(locator: String?) throws {

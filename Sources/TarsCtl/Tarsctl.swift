@@ -15,14 +15,14 @@ struct Tarsctl: AsyncParsableCommand {
     commandName: "tarsctl",
     abstract: "The TarsK8s operator's command line.",
     discussion: """
-      servers, pods, start, stop, restart, notify, logs, events, notifications, apply, scale, drain and delete
-      talk to the control plane's admin API (tars-controlplane up); the others speak Tars directly.
+      servers, pods, start, stop, restart, notify, logs, events, notifications, apply, scale, drain, delete, stat
+      and property talk to the control plane's admin API (tars-controlplane up); the others speak Tars directly.
       """,
     subcommands: [
       Servers.self, Pods.self, Start.self, Stop.self, Restart.self, Notify.self, Logs.self, Events.self,
       Notifications.self, Apply.self, Scale.self, Drain.self, Delete.self, Ping.self, Decode.self, Query.self,
       Admin.self,
-      NodeGroup.self, ImageCommand.self, Release.self, Releases.self, Builds.self,
+      NodeGroup.self, ImageCommand.self, Release.self, Releases.self, Builds.self, Stat.self, Property.self,
     ])
 }
 

@@ -7,7 +7,16 @@ import TarsMonitor
 public final class Aggregator: Sendable {
   public let limits: MonitorLimits
 
+  /// A Prometheus series: one caller → callee interface, from one side, since the start.
+  public struct Series: Hashable, Sendable {
+    public var source: StatKey.Source
+    public var caller: String
+    public var callee: String
+    public var interface: String
+  }
+
   struct State {
+    var totals: [Series: StatValue] = [:]
     var stats: [StatKey: StatValue] = [:]
     var properties: [PropertyKey: PropertyValue] = [:]
     var refused: [ReportRefusal: Int] = [:]
@@ -67,6 +76,12 @@ public final class Aggregator: Sendable {
           continue
         }
         s.calls += value.count + value.timeouts + value.exceptions
+        let series = Series(source: key.source, caller: key.master, callee: key.slave, interface: key.interface)
+        if let i = s.totals.index(forKey: series) {
+          s.totals.values[i].merge(value)
+        } else if s.totals.count < limits.keys {
+          s.totals[series] = value
+        }
       }
     }
   }
@@ -142,6 +157,9 @@ public final class Aggregator: Sendable {
   public func peek() -> MinuteBatch {
     state.withLock { s in MinuteBatch(stats: s.stats.map { ($0, $1) }, properties: s.properties.map { ($0, $1) }) }
   }
+
+  /// Every series' totals since the start (what `/metrics` shows: counters only grow).
+  public var totals: [Series: StatValue] { state.withLock { $0.totals } }
 
   public struct Counters: Sendable, Equatable {
     public var reports: Int

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOPosix
 import TarsAdmin
 import TarsAdminAPI
@@ -10,6 +11,7 @@ import TarsFramework
 import TarsImageService
 import TarsKube
 import TarsLocalRuntime
+import TarsMonitorService
 import TarsNIO
 import TarsNotifyService
 import TarsProtocol
@@ -33,6 +35,10 @@ public final class OneMachine: Sendable {
     public var registryPort = 17891
     public var configPort = 17892
     public var notifyPort = 17893
+    /// StatObj and PropertyObj.
+    public var monitorPort = 17894
+    /// The calls' /metrics (Prometheus), 0: none.
+    public var monitorMetricsPort = 17895
     public var adminPort = 17880
     /// 0: no metrics listener.
     public var metricsPort = 0
@@ -56,9 +62,11 @@ public final class OneMachine: Sendable {
   public let controller: Controller
   public let admin: AdminServer
   public let notify: NotifyService
+  public let monitor: MonitorService
   public let stateDirectory: String
   public let tokenFile: String
   let services: [TarsNIOServer]
+  let channels: [any Channel]
   let tasks: [Task<Void, Never>]
   let controllerTask: Task<Void, Never>
   let nodeClient: TarsNIOClient
@@ -66,8 +74,8 @@ public final class OneMachine: Sendable {
   init(
     options: Options, store: EmbeddedStore, registry: RegistryService, runtime: LocalRuntime,
     controller: Controller, controllerTask: Task<Void, Never>, admin: AdminServer, notify: NotifyService,
-    stateDirectory: String, tokenFile: String, services: [TarsNIOServer],
-    tasks: [Task<Void, Never>], nodeClient: TarsNIOClient
+    monitor: MonitorService, stateDirectory: String, tokenFile: String, services: [TarsNIOServer],
+    channels: [any Channel], tasks: [Task<Void, Never>], nodeClient: TarsNIOClient
   ) {
     self.options = options
     self.store = store
@@ -77,9 +85,11 @@ public final class OneMachine: Sendable {
     self.controllerTask = controllerTask
     self.admin = admin
     self.notify = notify
+    self.monitor = monitor
     self.stateDirectory = stateDirectory
     self.tokenFile = tokenFile
     self.services = services
+    self.channels = channels
     self.tasks = tasks
     self.nodeClient = nodeClient
   }
@@ -114,6 +124,7 @@ public final class OneMachine: Sendable {
 
     let group = MultiThreadedEventLoopGroup.singleton
     var started: [TarsNIOServer] = []
+    var metricsChannels: [any Channel] = []
     var tasks: [Task<Void, Never>] = []
     do {
       // The pods let ConfigObj tell which pod asks (per-pod files).
@@ -132,6 +143,24 @@ public final class OneMachine: Sendable {
         endpoint: TarsEndpoint(host: o.host, port: o.notifyPort, timeout: 60_000),
         servants: ["tars.tarsnotify.NotifyObj": notify], group: group)
       started.append(notifyServer)
+      // Call statistics and properties, in a SQLite file beside the store.
+      let monitorStore = try SQLiteMonitorStore(path: state + "/monitor.sqlite")
+      try await monitorStore.migrate()
+      let monitor = MonitorService(store: monitorStore, log: log)
+      tasks.append(Task { await monitor.run() })
+      let monitorServer = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: o.host, port: o.monitorPort, timeout: 60_000),
+        servants: ["tars.tarsstat.StatObj": monitor.stat, "tars.tarsproperty.PropertyObj": monitor.property],
+        group: group)
+      started.append(monitorServer)
+      if o.monitorMetricsPort != 0 {
+        metricsChannels.append(
+          try await MetricsHTTP.start(
+            host: o.host, port: o.monitorMetricsPort, group: group, service: "calls' metrics"
+          ) { path in
+            path == "/metrics" ? (200, monitor.exposition()) : (404, "not found: GET /metrics\n")
+          })
+      }
 
       var rc = RegistryService.Configuration(namespace: o.namespace)
       rc.bindHost = o.host
@@ -142,6 +171,8 @@ public final class OneMachine: Sendable {
       rc.extraBuiltins = [
         "tars.tarsconfig.ConfigObj": RegistryView.Options.builtin(host: o.host, port: Int32(configServer.port)),
         "tars.tarsnotify.NotifyObj": RegistryView.Options.builtin(host: o.host, port: Int32(notifyServer.port)),
+        "tars.tarsstat.StatObj": RegistryView.Options.builtin(host: o.host, port: Int32(monitorServer.port)),
+        "tars.tarsproperty.PropertyObj": RegistryView.Options.builtin(host: o.host, port: Int32(monitorServer.port)),
       ]
       let registry = try await RegistryService.start(store: store, configuration: rc, group: group, log: log)
 
@@ -177,6 +208,7 @@ public final class OneMachine: Sendable {
         store: store, namespace: o.namespace, tservers: controller.tservers, pods: runtime.pods, nodeAuth: nodeAuth,
         nodeClient: nodeClient)
       deps.processes = { await runtime.runningPIDs() }
+      deps.monitor = monitor
       deps.maxReplicas = lc.maxReplicas
       deps.images = ImageService(
         store: store, namespace: o.namespace,
@@ -200,8 +232,9 @@ public final class OneMachine: Sendable {
       }
       let machine = OneMachine(
         options: o, store: store, registry: registry, runtime: runtime, controller: controller,
-        controllerTask: controllerTask, admin: admin, notify: notify,
-        stateDirectory: state, tokenFile: tokenFile, services: started, tasks: tasks, nodeClient: nodeClient)
+        controllerTask: controllerTask, admin: admin, notify: notify, monitor: monitor,
+        stateDirectory: state, tokenFile: tokenFile, services: started, channels: metricsChannels, tasks: tasks,
+        nodeClient: nodeClient)
       if let manifests = o.manifests {
         do {
           try await machine.apply(path: manifests, log: log)
@@ -214,6 +247,7 @@ public final class OneMachine: Sendable {
     } catch {
       for t in tasks { t.cancel() }
       for s in started { try? await s.close() }
+      for c in metricsChannels { try? await c.close() }
       throw error
     }
   }
@@ -277,7 +311,11 @@ public final class OneMachine: Sendable {
     await runtime.shutdown()
     await registry.stop()
     for s in services { try? await s.close() }
+    for c in channels { try? await c.close() }
     for t in tasks { t.cancel() }
+    // The monitor writes what it holds, the current minute included, once its task ends.
+    for t in tasks { await t.value }
+    await monitor.store.close()
     await nodeClient.close()
   }
 
@@ -296,8 +334,8 @@ public final class OneMachine: Sendable {
     } catch  where error.code == 409 {}
   }
 
-  /// What every server's config starts from: the locator, and the framework's ConfigObj and
-  /// NotifyObj by name.
+  /// What every server's config starts from: the locator, and the framework's ConfigObj,
+  /// NotifyObj, StatObj and PropertyObj by name.
   public static let defaultTemplate = """
     <tars>
       <application>
@@ -310,6 +348,9 @@ public final class OneMachine: Sendable {
           refresh-endpoint-interval=60000
           asyncthread=${asyncthread}
           modulename=${modulename}
+          stat=tars.tarsstat.StatObj
+          property=tars.tarsproperty.PropertyObj
+          report-interval=60000
         </client>
         <server>
           app=${app}

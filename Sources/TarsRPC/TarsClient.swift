@@ -10,6 +10,16 @@ public final class TarsClient {
 
   public typealias Completion = (Result<ResponsePacket, TarsCallError>) -> Void
 
+  /// Called on the loop when a call (not a ONEWAY one) ends: its outcome and the nanoseconds
+  /// since it was sent (what the runtime's call statistics count).
+  public var onCompleted:
+    (
+      (
+        _ request: RequestPacket, _ endpoint: TarsEndpoint, _ result: Result<ResponsePacket, TarsCallError>,
+        _ elapsedNs: UInt64
+      ) -> Void
+    )?
+
   final class Pending {
     let completion: Completion
     var timer: TarsEventLoop.TimerID?
@@ -59,8 +69,16 @@ public final class TarsClient {
   /// Sends `request` to `endpoint` and calls `completion` once with the reply or the failure.
   /// A ONEWAY request completes as soon as it is queued, with an empty success reply.
   public func invoke(
-    _ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int, completion: @escaping Completion
+    _ request: RequestPacket, to endpoint: TarsEndpoint, timeoutMs: Int, completion original: @escaping Completion
   ) {
+    var completion = original
+    if let observer = onCompleted, request.cPacketType != TarsPacketType.oneway {
+      let started = TarsEventLoop.now()
+      completion = { result in
+        observer(request, endpoint, result, TarsEventLoop.now() - started)
+        original(result)
+      }
+    }
     guard endpoint.transport == .tcp else {
       completion(
         .failure(TarsCallError(code: TarsReturnCode.proxyConnectError, "\(endpoint): only tcp endpoints are supported"))

@@ -29,6 +29,9 @@ public final class TarsServer {
   let idleTimeoutNs: UInt64
   var connections: [Int32: FramedConnection] = [:]
   var closed = false
+  /// Called on the loop for every request answered (not ONEWAY ones): its return code and
+  /// the nanoseconds from its arrival to its answer (what the runtime's call statistics count).
+  public var onServed: ((_ request: RequestPacket, _ peer: TarsPeer?, _ ret: Int32, _ elapsedNs: UInt64) -> Void)?
 
   /// Binds `endpoint` (tcp only) and starts accepting on `loop`.
   public init(
@@ -129,12 +132,20 @@ public final class TarsServer {
     }
     let bound = LoopBound(value: connection)
     let loop = self.loop
-    table.handle(request, peer: connection.tarsPeer) { response in
+    let observer = onServed.map { LoopBound(value: $0) }
+    let started = observer == nil ? 0 : TarsEventLoop.now()
+    let peer = connection.tarsPeer
+    table.handle(request, peer: peer) { response in
       let bytes = TarsFrame.encode(response, omittingDefaults: true)
+      let ret = response.iRet
       if loop.inEventLoop {
+        observer?.value(request, peer, ret, TarsEventLoop.now() - started)
         bound.value.send(bytes)
       } else {
-        loop.execute { bound.value.send(bytes) }
+        loop.execute {
+          observer?.value(request, peer, ret, TarsEventLoop.now() - started)
+          bound.value.send(bytes)
+        }
       }
     }
   }

@@ -145,8 +145,10 @@ public final class RegistryService: Sendable {
 /// A minimal HTTP/1.1 GET responder for metrics and health (the registry's and the
 /// controller's `/metrics` and `/healthz`).
 public enum MetricsHTTP {
+  /// `service` names the listener in a `ListenError` (which flag to change).
   public static func start(
-    host: String, port: Int, group: any EventLoopGroup, respond: @escaping @Sendable (String) -> (Int, String)
+    host: String, port: Int, group: any EventLoopGroup, service: String = "metrics",
+    respond: @escaping @Sendable (String) -> (Int, String)
   ) async throws -> any Channel {
     let bootstrap = ServerBootstrap(group: group)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -155,7 +157,7 @@ public enum MetricsHTTP {
           channel.pipeline.addHandler(Handler(respond: respond))
         }
       }
-    return try await ListenError.naming("metrics", host: host, port: port) {
+    return try await ListenError.naming(service, host: host, port: port) {
       try await bootstrap.bind(host: host, port: port).get()
     }
   }

@@ -8,7 +8,8 @@ import Testing
 
 /// The real `tarsagent` serving `tars.tarsagent.AgentObj`: signed calls for its node answer,
 /// unsigned, wrongly signed and replayed ones are refused; ports and free ports are the node's.
-@Suite("tarsagent's AgentObj")
+/// One test at a time: each takes a free port for its agent, and two taken at once can be the same.
+@Suite("tarsagent's AgentObj", .serialized)
 struct AgentObjTests {
   let dir: TemporaryDirectory
   let secret: String
@@ -27,20 +28,17 @@ struct AgentObjTests {
       output: dir.file("agent.log"))
   }
 
-  /// Sends `request` and decodes the answer, waiting for the agent to listen.
+  /// Sends `request` and decodes the answer, waiting (up to 20 s) for the agent to listen.
   func send<M: TarsMethod>(_ request: RequestPacket, as: M.Type) throws -> M.Result {
+    let deadline = Date().addingTimeInterval(20)
+    while (try? RawSocket(port: port)) == nil, Date() < deadline { usleep(50_000) }
     let loop = try TarsEventLoop()
     let proxy = TarsProxy(
       client: TarsClient(loop: loop),
       address: try TarsObjectAddress(parsing: "tars.tarsagent.AgentObj@tcp -h 127.0.0.1 -p \(port)"))
     var reply: Result<ResponsePacket, TarsCallError>?
-    for _ in 0..<50 {
-      reply = nil
-      proxy.invoke(request, timeoutMs: 3000) { reply = $0 }
-      _ = loop.run(until: { reply != nil }, timeoutMs: 5000)
-      if case .success = reply { break }
-      usleep(100_000)
-    }
+    proxy.invoke(request, timeoutMs: 5000) { reply = $0 }
+    _ = loop.run(until: { reply != nil }, timeoutMs: 10_000)
     return try M.result(from: try #require(try reply?.get()))
   }
 
@@ -56,7 +54,9 @@ struct AgentObjTests {
     defer { dir.remove() }
     let held = try TarsTestSupport.ListeningSocket(host: "127.0.0.1")
     defer { held.close() }
-    let agent = try start(["--listen", "127.0.0.1", "--port", "\(port)", "--secret-file", secret])
+    let agent = try start([
+      "--listen", "127.0.0.1", "--port", "\(port)", "--secret-file", secret, "--metrics-port", "0",
+    ])
     defer { Spawned.kill(agent) }
 
     let unsigned = try send(
@@ -91,7 +91,7 @@ struct AgentObjTests {
       Tool.path("tarsagent"), ["run", "--log-dir", dir.file("logs"), "--listen", "0.0.0.0", "--port", "\(port)"])
     #expect(out.status != 0)
     #expect(out.stderr.contains("--secret-file"), "\(out.stderr)")
-    let agent = try start(["--listen", "127.0.0.1", "--port", "\(port)"])
+    let agent = try start(["--listen", "127.0.0.1", "--port", "\(port)", "--metrics-port", "0"])
     defer { Spawned.kill(agent) }
     let open = try send(Agent.ListPorts.request(servant: "tars.tarsagent.AgentObj", .init()), as: Agent.ListPorts.self)
     #expect(open.ret == 0 && !open.ports.isEmpty, "\(open)")

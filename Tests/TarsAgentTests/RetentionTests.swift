@@ -26,7 +26,14 @@ struct RetentionTests {
       let full = root + "/" + path
       try FileManager.default.createDirectory(
         atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-      try Data(count: kib << 10).write(to: URL(fileURLWithPath: full))
+      // Written through a descriptor no child inherits (O_CLOEXEC): a process another test spawns
+      // meanwhile would otherwise hold the file open for writing — kept by the rule, and its
+      // space not freed when deleted.
+      let fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+      #expect(fd >= 0)
+      let zeros = [UInt8](repeating: 0, count: kib << 10)
+      #expect(zeros.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == zeros.count)
+      close(fd)
       let when = time(nil) - days * 86_400
       var times = [timespec(tv_sec: when, tv_nsec: 0), timespec(tv_sec: when, tv_nsec: 0)]
       #expect(utimensat(AT_FDCWD, full, &times, 0) == 0)
@@ -56,7 +63,7 @@ struct RetentionTests {
     try m.file("Test/HelloServer/HelloServer.conf", kib: 1, days: 99)  // not a log: never touched
     try m.file("Test/HelloServer/open_2026-11-01.log", kib: 8, days: 30)
     // A server writing its log (opened for appending, as a logger does): kept however old.
-    let fd = open(m.root + "/Test/HelloServer/open_2026-11-01.log", O_WRONLY | O_APPEND)
+    let fd = open(m.root + "/Test/HelloServer/open_2026-11-01.log", O_WRONLY | O_APPEND | O_CLOEXEC)
     #expect(fd >= 0)
     defer { close(fd) }
     var policy = RetentionPolicy()

@@ -16,7 +16,7 @@ import Testing
 /// `local` volume and a directory with the asked owner and mode; a claim that is gone takes its
 /// volume and directory with it; a pod whose host port someone holds gets an Event naming the
 /// holder; `tarsctl node ports` reaches the node's agent through the admin API, signed.
-@Suite("tarsagent's local volumes, host-port Events and node ports, end to end on the embedded store")
+@Suite("tarsagent's local volumes, host-port Events and node ports, end to end on the embedded store", .serialized)
 struct AgentVolumeTests {
   let dir: TemporaryDirectory
   let store: EmbeddedStore

@@ -31,7 +31,9 @@ final class OneMachine: @unchecked Sendable {
     dir = try TemporaryDirectory("one-machine")
     self.firstPodIP = firstPodIP
     ports = Dictionary(
-      uniqueKeysWithValues: ["query", "registry", "config", "notify", "admin"].map { ($0, freePort()) })
+      uniqueKeysWithValues: ["query", "registry", "config", "notify", "admin", "monitor", "calls"].map {
+        ($0, freePort())
+      })
     manifests = dir.path + "/manifests"
     try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
   }
@@ -43,6 +45,7 @@ final class OneMachine: @unchecked Sendable {
       [
         "up", "--query-port", "\(ports["query"]!)", "--registry-port", "\(ports["registry"]!)", "--config-port",
         "\(ports["config"]!)", "--notify-port", "\(ports["notify"]!)", "--admin-port", "\(ports["admin"]!)",
+        "--monitor-port", "\(ports["monitor"]!)", "--monitor-metrics-port", "\(ports["calls"]!)",
         "--first-pod-ip", firstPodIP, "--grace", "5",
       ] + (manifests ? ["--manifests", self.manifests] : []) + extra
     _ = FileManager.default.createFile(atPath: dir.path + "/up.log", contents: nil)
@@ -186,6 +189,17 @@ struct OneMachineTests {
       "hello-client", ["--locator", "tars.tarsregistry.QueryObj@" + m.locator, "--count", "4", "e2e"])
     #expect(call.status == 0, "\(call.stdout)\(call.stderr)")
     #expect(call.stdout.components(separatedBy: "ret=0 Bonjour e2e").count == 5, "\(call.stdout)")
+
+    // Its calls were counted and sent to StatObj (found through the registry) before it exited:
+    // tarsctl stat shows them at once, and the calls' /metrics has them.
+    let stat = try m.json(["stat", "Test.HelloServer", "--callers"], as: [InterfaceStatRow].self)
+    #expect(stat.first { $0.interface == "testHello" }?.calls == 4, "\(stat)")
+    let metrics = try RawSocket.httpGet(port: m.ports["calls"]!, path: "/metrics")
+    #expect(
+      metrics.contains(
+        #"tars_calls_total{caller="hello-client",callee="Test.HelloServer",interface="testHello",source="client",result="ok"} 4"#
+      ),
+      "\(metrics)")
 
     // Bad manifests are rejected with the reason; what runs is not disturbed.
     let before = try m.pods("Test.HelloServer").map(\.pid)
