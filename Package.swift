@@ -213,7 +213,9 @@ let package = Package(
       name: "tars-bench",
       dependencies: [
         "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsRegistry", "TarsEmbeddedStore", "TarsKube",
-        "TarsAuth", "TarsController", .product(name: "NIOPosix", package: "swift-nio"),
+        "TarsAuth", "TarsController", "TarsMonitor", "TarsMonitorService",
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
       ],
       path: "Benchmarks/TarsBench", swiftSettings: strict),
 

@@ -175,15 +175,23 @@ public final class Aggregator: Sendable {
   }
 }
 
-/// Complete minutes on their way to the database.
+/// Complete minutes on their way to the database. Its `id` makes a write idempotent: a write
+/// whose answer was lost (a deadline passed while the database committed it) is retried, and
+/// the store writes a batch it has already seen no second time.
 public struct MinuteBatch: Sendable {
+  public var id: String
   public var stats: [(StatKey, StatValue)] = []
   public var properties: [(PropertyKey, PropertyValue)] = []
   public var isEmpty: Bool { stats.isEmpty && properties.isEmpty }
   public var count: Int { stats.count + properties.count }
-  public init() {}
+  public init() { id = MinuteBatch.newID() }
   public init(stats: [(StatKey, StatValue)], properties: [(PropertyKey, PropertyValue)]) {
+    id = MinuteBatch.newID()
     self.stats = stats
     self.properties = properties
+  }
+
+  static func newID() -> String {
+    (0..<4).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 16) }.joined(separator: "-")
   }
 }

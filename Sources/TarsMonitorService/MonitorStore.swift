@@ -5,6 +5,7 @@
 public protocol MonitorStore: Sendable {
   /// Creates or upgrades the tables (`monitor_schema` records the version).
   func migrate() async throws
+  /// Writes the batch unless one with its `id` was written before (then nothing).
   func write(_ batch: MinuteBatch) async throws
   func stats(_ query: StatQuery) async throws -> [StatRow]
   func properties(_ query: PropertyQuery) async throws -> [PropertyRow]
@@ -90,7 +91,7 @@ struct MonitorSQL {
   var big: String { dialect == .sqlite ? "INTEGER" : "BIGINT" }
   var real: String { dialect == .sqlite ? "REAL" : "DOUBLE PRECISION" }
 
-  /// Version 1: the two minute tables and their indexes.
+  /// Version 1: the two minute tables and their indexes; each later one what it adds.
   var migrations: [[String]] {
     [
       [
@@ -111,7 +112,9 @@ struct MonitorSQL {
         """,
         "CREATE INDEX property_minute_server ON property_minute (server, minute)",
         "CREATE INDEX property_minute_minute ON property_minute (minute)",
-      ]
+      ],
+      // Version 2: the batches written, so a retried write is not counted twice.
+      ["CREATE TABLE monitor_batch (id \(text) PRIMARY KEY, written \(big) NOT NULL)"],
     ]
   }
 

@@ -71,7 +71,18 @@ public final class PostgresMonitorStore: MonitorStore {
   public func write(_ batch: MinuteBatch) async throws {
     let s = batch.stats
     let p = batch.properties
+    let id = batch.id
+    let now = Int64(Date().timeIntervalSince1970)
     try await client.withTransaction(logger: logger) { c in
+      // A batch written before (its answer lost) is not written again; a retry of one still
+      // being committed waits here for it.
+      var fresh = false
+      for try await _ in try await c.query(
+        "INSERT INTO monitor_batch VALUES (\(id), \(now)) ON CONFLICT DO NOTHING RETURNING 1", logger: logger
+      ).decode(Int32.self) {
+        fresh = true
+      }
+      guard fresh else { return }
       if !s.isEmpty {
         try await c.query(
           """
@@ -165,6 +176,7 @@ public final class PostgresMonitorStore: MonitorStore {
   }
 
   public func prune(before minute: Int64) async throws -> Int {
+    try await client.query("DELETE FROM monitor_batch WHERE written < \(minute)", logger: logger)
     var n = 0
     for table in ["stat_minute", "property_minute"] {
       for try await count in try await client.query(

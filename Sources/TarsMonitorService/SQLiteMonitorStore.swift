@@ -28,6 +28,10 @@ public final class SQLiteMonitorStore: MonitorStore {
 
   public func write(_ batch: MinuteBatch) async throws {
     try await db.write { db in
+      try db.execute(
+        sql: "INSERT OR IGNORE INTO monitor_batch VALUES (?, ?)",
+        arguments: [batch.id, Int64(Date().timeIntervalSince1970)])
+      guard db.changesCount == 1 else { return }  // written before
       let stat = try db.makeStatement(sql: "INSERT INTO stat_minute VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
       for (k, v) in batch.stats {
         try stat.execute(arguments: [
@@ -110,6 +114,7 @@ public final class SQLiteMonitorStore: MonitorStore {
       var n = db.changesCount
       try db.execute(sql: "DELETE FROM property_minute WHERE minute < ?", arguments: [minute])
       n += db.changesCount
+      try db.execute(sql: "DELETE FROM monitor_batch WHERE written < ?", arguments: [minute])
       return n
     }
   }

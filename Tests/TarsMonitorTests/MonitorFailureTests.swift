@@ -201,4 +201,27 @@ struct MonitorFailureTests {
       StatQuery(from: MonitorHarness.minute, to: MonitorHarness.minute + 60, groupBy: [.interface]))
     #expect(rows.map { "\($0.dimensions[.interface]!)=\($0.value.count)" } == ["kept=3"])
   }
+
+  /// A write whose answer was lost is retried; the store takes the same batch only once.
+  @Test(arguments: MonitorStoreKind.allCases)
+  func aBatchWrittenTwiceCountsOnce(_ kind: MonitorStoreKind) async throws {
+    let store = try kind.make().store
+    try await store.migrate()
+    defer { Task { await store.close() } }
+    let m = MonitorHarness.minute
+    let batch = MinuteBatch(
+      stats: [
+        (
+          StatKey(
+            minute: m, source: .client, master: "a", slave: "Test.HelloServer", interface: "x", masterIP: "",
+            slaveIP: "", slavePort: 0, returnValue: 0),
+          StatValue(count: 2, timeouts: 0, exceptions: 0, totalMs: 2, maxMs: 1, minMs: 1, intervals: [5: 2])
+        )
+      ], properties: [])
+    try await store.write(batch)
+    try await store.write(batch)
+    try await store.write(MinuteBatch(stats: batch.stats, properties: []))
+    let rows = try await store.stats(StatQuery(from: m, to: m + 60))
+    #expect(rows.first?.value.count == 4, "the same batch once, another batch with the same rows again")
+  }
 }
