@@ -125,7 +125,7 @@ let package = Package(
       dependencies: [
         "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI", "TarsProtocol", "TarsController",
         "TarsAdmin", "TarsAuth", "TarsConfigService", "TarsNotifyService", "TarsNIO", "TarsKube", "TarsFramework",
-        "TarsImageService", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "TarsImageService", "TarsMonitorService", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),
     // The admin API's documents and the client tarsctl uses.

@@ -15,7 +15,7 @@ struct ControlPlane: AsyncParsableCommand {
     abstract: "The TarsK8s control plane: one subcommand per service.",
     subcommands: [
       UpCommand.self, RegistryCommand.self, ConfigCommand.self, AdminCommand.self, ControllerCommand.self,
-      NotifyCommand.self, SecretsCommand.self,
+      NotifyCommand.self, MonitorCommand.self, SecretsCommand.self,
     ])
 }
 
@@ -73,6 +73,12 @@ struct RegistryCommand: AsyncParsableCommand {
     name: .customLong("notify-obj"),
     help: "HOST:PORT answered for tars.tarsnotify.NotifyObj (tars-controlplane admin; empty: none).")
   var notifyObj = "tars-tarsnotify:17893"
+  @Option(
+    name: .customLong("monitor-obj"),
+    help:
+      "HOST:PORT answered for tars.tarsstat.StatObj and tars.tarsproperty.PropertyObj (tars-controlplane monitor; empty: none)."
+  )
+  var monitorObj = "tars-tarsmonitor:17894"
 
   /// The framework's own servants by their Services' names, as servers' templates name them.
   func builtins() throws -> [String: [EndpointF]] {
@@ -80,6 +86,8 @@ struct RegistryCommand: AsyncParsableCommand {
     for (servant, value, flag) in [
       ("tars.tarsconfig.ConfigObj", configObj, "--config-obj"),
       ("tars.tarsnotify.NotifyObj", notifyObj, "--notify-obj"),
+      ("tars.tarsstat.StatObj", monitorObj, "--monitor-obj"),
+      ("tars.tarsproperty.PropertyObj", monitorObj, "--monitor-obj"),
     ] where !value.isEmpty {
       let parts = value.split(separator: ":")
       guard parts.count == 2, !parts[0].isEmpty, let port = Int32(parts[1]), (1...65535).contains(port) else {

@@ -7,6 +7,7 @@ import TarsConfigService
 import TarsControlPlaneCore
 import TarsImageService
 import TarsKube
+import TarsMonitorService
 import TarsNIO
 import TarsNotifyService
 import TarsProtocol
@@ -128,6 +129,10 @@ struct AdminCommand: AsyncParsableCommand {
       nodeClient: nodeClient)
     deps.maxReplicas = maxReplicas
     deps.maxUploadBytes = Int64(maxUploadMiB) << 20
+    // The monitor's database, for tarsctl stat and property (the Secret tars-monitor-database).
+    if let url = ProcessInfo.processInfo.environment[MonitorDatabase.environment], !url.isEmpty {
+      deps.monitor = MonitorService(store: try MonitorDatabase.open(url), log: stderrLog)
+    }
     if !imageWorkDir.isEmpty {
       // The pod's name holds a build's Lease; two replicas never build one server at once.
       let identity = ProcessInfo.processInfo.environment["PodName"] ?? ProcessInfo.processInfo.hostName

@@ -66,6 +66,32 @@ struct ExecutableTests {
       log.contains("registry: namespace tars on embedded store") && log.contains("stopping (signal 15)"), "\(log)")
   }
 
+  /// `tars-controlplane monitor` on a SQLite file: it answers /metrics, and says what to give
+  /// when the database is missing or malformed.
+  @Test func theMonitorStartsOnADatabaseAndSaysWhichOneWhenItCannot() async throws {
+    let none = try Tool.run("tars-controlplane", ["monitor"], environment: ["PATH": "/usr/bin:/bin"])
+    #expect(none.status != 0 && none.stderr.contains("no database: give --database postgres://"), "\(none.stderr)")
+    let bad = try Tool.run("tars-controlplane", ["monitor", "--database", "mysql://x"])
+    #expect(bad.status != 0 && bad.stderr.contains("postgres://USER:PASSWORD@HOST:5432/DATABASE"), "\(bad.stderr)")
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    let (port, metrics) = (freePort(), freePort())
+    let pid = try Spawned.start(
+      [
+        Tool.path("tars-controlplane"), "monitor", "--bind", "127.0.0.1", "--monitor-port", "\(port)",
+        "--metrics-port", "\(metrics)", "--database", "sqlite:" + dir.file("monitor.sqlite"),
+      ], output: dir.file("monitor.log"))
+    defer { Spawned.kill(pid) }
+    var answer = ""
+    let deadline = Date().addingTimeInterval(20)
+    while !answer.contains("tars_monitor_reports_total 0"), Date() < deadline {
+      answer = (try? RawSocket.httpGet(port: metrics, path: "/metrics")) ?? ""
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    #expect(answer.contains("tars_monitor_reports_total 0"), "\(answer)")
+    #expect(FileManager.default.fileExists(atPath: dir.file("monitor.sqlite")))
+  }
+
   @Test func badFlagsSayWhatIsWrong() throws {
     let r = try Tool.run("tars-controlplane", ["registry", "--store", "/tmp/x.sqlite", "--host-style", "fancy"])
     #expect(r.status != 0 && r.stderr.contains("--host-style must be ip or dns"), "\(r)")

@@ -99,7 +99,7 @@ struct ManifestTests {
   /// install Job has none).
   @Test(arguments: [
     "registry/registry.yaml", "controller/controller.yaml", "config/config.yaml", "notify/notify.yaml",
-    "admin/admin.yaml", "framework/secrets.yaml",
+    "admin/admin.yaml", "framework/secrets.yaml", "monitor/monitor.yaml",
   ])
   func theControlPlaneRunsUnprivileged(_ file: String) throws {
     let docs = try documents(file)
@@ -154,4 +154,30 @@ struct ManifestTests {
     #expect(sc2["volumeBindingMode"] as? String == "WaitForFirstConsumer")
   }
 
+  /// The monitor calls no API: no token, no Role; its database is the Secret tars-monitor-database
+  /// by reference only, which the admin API reads too, as optional.
+  @Test func theMonitorHasNoAPIAccessAndItsDatabaseByReference() throws {
+    let docs = try documents("monitor/monitor.yaml")
+    #expect(
+      !docs.contains {
+        ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Secret"].contains($0["kind"] as? String)
+      })
+    let deployment = try #require(docs.first { $0["kind"] as? String == "Deployment" })
+    let pod = try #require(
+      ((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
+    #expect(pod["automountServiceAccountToken"] as? Bool == false)
+    let env = ((pod["containers"] as? [[String: Any]])?.first?["env"] as? [[String: Any]]) ?? []
+    let ref =
+      (env.first { $0["name"] as? String == "TARS_MONITOR_DATABASE" }?["valueFrom"] as? [String: Any])?["secretKeyRef"]
+      as? [String: Any]
+    #expect(ref?["name"] as? String == "tars-monitor-database" && ref?["key"] as? String == "url")
+    let admin = try documents("admin/admin.yaml").first { $0["kind"] as? String == "Deployment" }
+    let adminEnv =
+      ((((admin?["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])?["containers"]
+      as? [[String: Any]])?.first?["env"] as? [[String: Any]] ?? []
+    let adminRef =
+      (adminEnv.first { $0["name"] as? String == "TARS_MONITOR_DATABASE" }?["valueFrom"] as? [String: Any])?[
+        "secretKeyRef"] as? [String: Any]
+    #expect(adminRef?["name"] as? String == "tars-monitor-database" && adminRef?["optional"] as? Bool == true)
+  }
 }
