@@ -334,7 +334,8 @@ struct ConformanceTests {
       .pods, namespace: ns,
       options: WatchOptions(
         labelSelector: try LabelSelector(parsing: "nothing=matches"), resourceVersion: created.resourceVersion,
-        timeoutSeconds: 2))
+        // Bookmarks come every 300 ms; 5 s leaves a busy machine room (2 s once saw none).
+        timeoutSeconds: 5))
     _ = try await store.create(.pods, pod("hello-1", ns))
     var bookmarks: [String] = []
     for await e in stream { if case .bookmark(let rv) = e { bookmarks.append(rv) } }
