@@ -19,7 +19,7 @@ public final class KubeFront: Sendable {
     store: any ObjectStore, host: String, port: Int, token: String, log: @escaping @Sendable (String) -> Void
   ) async throws -> KubeFront {
     let router = Router()
-    router.add(middleware: KubeFrontMiddleware(store: store, token: Array(token.utf8)))
+    router.add(middleware: KubeFrontMiddleware(store: store, tokens: AdminTokens(admin: token)))
     return KubeFront(
       http: try await HTTPService.start(router: router, host: host, port: port, name: "Kubernetes API", log: log))
   }
@@ -66,16 +66,14 @@ struct KubeTarget: Equatable {
 struct KubeFrontMiddleware: RouterMiddleware {
   typealias Context = BasicRequestContext
   let store: any ObjectStore
-  let token: [UInt8]
+  let tokens: AdminTokens
 
   func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
     async throws -> Response
   {
     let header = request.headers[.authorization] ?? ""
     let given = header.hasPrefix("Bearer ") ? Array(header.dropFirst(7).utf8) : []
-    var difference = given.count == token.count ? 0 : 1
-    for (i, b) in token.enumerated() { difference |= Int(b ^ (i < given.count ? given[i] : 0)) }
-    guard difference == 0 else {
+    guard !given.isEmpty, tokens.match(given) != nil else {
       return Self.status(StoreError(code: 401, reason: .unauthorized, message: "Unauthorized"))
     }
     guard let target = KubeTarget(path: request.uri.path) else {
@@ -161,13 +159,10 @@ struct KubeFrontMiddleware: RouterMiddleware {
       // The Status the API server answers for an object deleted at once (no read: a client
       // granted only `delete` may do this).
       try await store.delete(r, namespace: t.namespace, name: name)
-      var details: [(String, JSONValue)] = [("name", .string(name))]
-      if !r.group.isEmpty { details.append(("group", .string(r.group))) }
-      details.append(("kind", .string(r.plural)))
       return Self.json(
         .object([
           ("kind", .string("Status")), ("apiVersion", .string("v1")), ("metadata", .object([])),
-          ("status", .string("Success")), ("details", .object(details)),
+          ("status", .string("Success")), ("details", StoreError.details(r, name)),
         ]))
     default:
       return Self.status(

@@ -49,7 +49,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
 
   public var description: String { "\(code) \(reason.rawValue): \(message)" }
 
-  static func details(_ r: KubeResource, _ name: String) -> JSONValue {
+  /// A Status's `details` for one object: `{name, group?, kind}` (`kind` is the plural).
+  public static func details(_ r: KubeResource, _ name: String) -> JSONValue {
     var m: [(String, JSONValue)] = [("name", .string(name))]
     if !r.group.isEmpty { m.append(("group", .string(r.group))) }
     m.append(("kind", .string(r.plural)))

@@ -29,16 +29,15 @@ public enum PropertyDimension: String, Sendable, CaseIterable, Codable {
 
 /// Minutes `[from, to)` (unix seconds), rows matching every filter, added up per distinct
 /// value of `groupBy` and, with `bucketSeconds`, per bucket of time (a chart's points).
-public struct StatQuery: Sendable, Equatable {
+public struct MonitorQuery<Dimension: Hashable & Sendable>: Sendable, Equatable {
   public var from: Int64
   public var to: Int64
-  public var filters: [StatDimension: String]
-  public var groupBy: [StatDimension]
+  public var filters: [Dimension: String]
+  public var groupBy: [Dimension]
   public var bucketSeconds: Int64?
 
   public init(
-    from: Int64, to: Int64, filters: [StatDimension: String] = [:], groupBy: [StatDimension] = [],
-    bucketSeconds: Int64? = nil
+    from: Int64, to: Int64, filters: [Dimension: String] = [:], groupBy: [Dimension] = [], bucketSeconds: Int64? = nil
   ) {
     self.from = from
     self.to = to
@@ -47,32 +46,16 @@ public struct StatQuery: Sendable, Equatable {
     self.bucketSeconds = bucketSeconds
   }
 }
+
+public typealias StatQuery = MonitorQuery<StatDimension>
+/// Its rows are always per policy as well (values of different policies do not add).
+public typealias PropertyQuery = MonitorQuery<PropertyDimension>
 
 public struct StatRow: Sendable, Equatable {
   public var dimensions: [StatDimension: String]
   /// The bucket's start, with `bucketSeconds`.
   public var time: Int64?
   public var value: StatValue
-}
-
-/// Like `StatQuery`; rows are always per policy (values of different policies do not add).
-public struct PropertyQuery: Sendable, Equatable {
-  public var from: Int64
-  public var to: Int64
-  public var filters: [PropertyDimension: String]
-  public var groupBy: [PropertyDimension]
-  public var bucketSeconds: Int64?
-
-  public init(
-    from: Int64, to: Int64, filters: [PropertyDimension: String] = [:], groupBy: [PropertyDimension] = [],
-    bucketSeconds: Int64? = nil
-  ) {
-    self.from = from
-    self.to = to
-    self.filters = filters
-    self.groupBy = groupBy
-    self.bucketSeconds = bucketSeconds
-  }
 }
 
 public struct PropertyRow: Sendable, Equatable {
