@@ -154,15 +154,16 @@ struct OutageTests {
     c.bindHost = "127.0.0.1"
     c.queryPort = 0
     c.registryPort = 0
-    // Long enough for the informers' first failed list on a loaded machine (at 2 s one CI run
-    // timed out before any list had failed, so the reason was missing).
-    c.syncTimeoutMs = 6000
+    // Long enough for the informers' first failed list on a loaded machine: this batch's
+    // blocking tests can hold Swift's two pool threads for seconds, and at 2 s, then 6 s, a CI
+    // run timed out before any list had run, so the reason was missing.
+    c.syncTimeoutMs = 15000
     let failure = await #expect(throws: RegistryStartError.self) {
       _ = try await RegistryService.start(
         store: store, configuration: c, group: MultiThreadedEventLoopGroup.singleton, log: { _ in })
     }
     #expect(
-      failure?.description.hasPrefix("the registry could not load pods and TServers of namespace tars within 6 s")
+      failure?.description.hasPrefix("the registry could not load pods and TServers of namespace tars within 15 s")
         == true
         && failure?.description.contains("connection refused") == true, "\(String(describing: failure))")
   }
