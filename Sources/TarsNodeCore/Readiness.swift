@@ -14,7 +14,10 @@ final class NotifySocket {
     self.loop = loop
     self.path = path
     unlink(path)
-    fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    // The descriptor is stored once bound: from then on `deinit` closes it, also when this
+    // initializer throws (a class whose properties are all set is deinitialized on a throw).
+    let fd = socket(
+      AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw SpawnError("cannot create the notify socket: \(String(cString: strerror(errno)))") }
     guard Self.withAddress(path, { bind(fd, $0, $1) }) == 0 else {
       let e = errno
@@ -23,10 +26,10 @@ final class NotifySocket {
         "NOTIFY_SOCKET cannot listen on \(path): \(String(cString: strerror(e))) (--ready-notify puts it in --base-dir)"
       )
     }
+    self.fd = fd
     do {
       try loop.register(fd: fd, events: .readable) { [unowned self] _ in self.receive() }
     } catch {
-      close(fd)
       throw SpawnError("cannot watch the notify socket: \(error)")
     }
   }

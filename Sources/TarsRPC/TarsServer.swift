@@ -53,7 +53,7 @@ public final class TarsServer {
     do {
       try loop.register(fd: listenFD, events: .readable) { [weak self] _ in self?.acceptAll() }
     } catch {
-      Glibc.close(listenFD)
+      // Every property is set, so `deinit` runs on this throw and closes the listener.
       throw error
     }
   }

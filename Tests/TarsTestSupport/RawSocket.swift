@@ -8,8 +8,11 @@ import TarsProtocol
 public final class RawSocket: @unchecked Sendable {
   public let fd: Int32
 
+  /// The descriptor is stored only once connected: a class whose stored properties are all set
+  /// runs `deinit` when its initializer throws, and closing the descriptor there as well closed
+  /// whatever another thread had opened under that number since (a test's pipe read as empty).
   public init(port: Int, host: String = "127.0.0.1", timeoutMs: Int = 5000) throws {
-    fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EMFILE) }
     var tv = timeval(tv_sec: timeoutMs / 1000, tv_usec: Int((timeoutMs % 1000) * 1000))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -27,6 +30,7 @@ public final class RawSocket: @unchecked Sendable {
       close(fd)
       throw POSIXError(POSIXErrorCode(rawValue: e) ?? .ECONNREFUSED)
     }
+    self.fd = fd
   }
 
   deinit { close(fd) }
