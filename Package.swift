@@ -125,7 +125,8 @@ let package = Package(
       dependencies: [
         "TarsControlPlaneCore", "TarsRegistry", "TarsOneMachine", "TarsAdminAPI", "TarsProtocol", "TarsController",
         "TarsAdmin", "TarsAuth", "TarsConfigService", "TarsNotifyService", "TarsNIO", "TarsKube", "TarsFramework",
-        "TarsImageService", "TarsMonitorService", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "TarsImageService", "TarsMonitorService", "TarsLogService",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ], path: "Sources/ControlPlane", swiftSettings: strict),
     // The admin API's documents and the client tarsctl uses.
@@ -161,12 +162,16 @@ let package = Package(
         .product(name: "PostgresNIO", package: "postgres-nio"), .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: strict),
+    // tars.tarslog.LogObj: servers' remote logs in tarslog's day files, bounded by age and size;
+    // LogQueryObj reads them back for the admin API.
+    .target(name: "TarsLogService", dependencies: ["TarsMonitor", "TarsProtocol", "TarsAuth"], swiftSettings: strict),
     // The admin HTTP API (Hummingbird): servers, pods, commands fanned out to NodeObj, manifests.
     .target(
       name: "TarsAdmin",
       dependencies: [
         "TarsAdminAPI", "TarsKube", "TarsRegistry", "TarsNotifyService", "TarsNIO", "TarsAuth", "TarsFramework",
-        "TarsImageService", "TarsAgentF", "TarsMonitorService", .product(name: "Hummingbird", package: "hummingbird"),
+        "TarsImageService", "TarsAgentF", "TarsMonitorService", "TarsMonitor",
+        .product(name: "Hummingbird", package: "hummingbird"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Yams", package: "Yams"),
@@ -184,7 +189,7 @@ let package = Package(
       dependencies: [
         "TarsAdmin", "TarsAdminAPI", "TarsLocalRuntime", "TarsRegistry", "TarsConfigService", "TarsNotifyService",
         "TarsEmbeddedStore", "TarsKube", "TarsNIO", "TarsAuth", "TarsFramework", "TarsController", "TarsImageService",
-        "TarsMonitorService", .product(name: "NIOPosix", package: "swift-nio"),
+        "TarsMonitorService", "TarsLogService", .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOCore", package: "swift-nio"),
       ], swiftSettings: strict),
     // tars.tarsconfig.ConfigObj from TConfig objects.
@@ -284,7 +289,8 @@ let package = Package(
     .testTarget(
       name: "TarsMonitorTests",
       dependencies: [
-        "TarsMonitorService", "TarsMonitor", "TarsNIO", "TarsProtocol", "TarsTestSupport",
+        "TarsMonitorService", "TarsLogService", "TarsMonitor", "TarsNIO", "TarsProtocol", "TarsTestSupport",
+        "TarsApplication", "TarsAuth",
         .product(name: "NIOPosix", package: "swift-nio"), .product(name: "PostgresNIO", package: "postgres-nio"),
       ],
       swiftSettings: strict),

@@ -15,7 +15,7 @@ struct ControlPlane: AsyncParsableCommand {
     abstract: "The TarsK8s control plane: one subcommand per service.",
     subcommands: [
       UpCommand.self, RegistryCommand.self, ConfigCommand.self, AdminCommand.self, ControllerCommand.self,
-      NotifyCommand.self, MonitorCommand.self, SecretsCommand.self,
+      NotifyCommand.self, MonitorCommand.self, LogCommand.self, SecretsCommand.self,
     ])
 }
 
@@ -79,6 +79,10 @@ struct RegistryCommand: AsyncParsableCommand {
       "HOST:PORT answered for tars.tarsstat.StatObj and tars.tarsproperty.PropertyObj (tars-controlplane monitor; empty: none)."
   )
   var monitorObj = "tars-tarsmonitor:17894"
+  @Option(
+    name: .customLong("log-obj"),
+    help: "HOST:PORT answered for tars.tarslog.LogObj (tars-controlplane log; empty: none).")
+  var logObj = "tars-tarslog:17896"
 
   /// The framework's own servants by their Services' names, as servers' templates name them.
   func builtins() throws -> [String: [EndpointF]] {
@@ -88,12 +92,11 @@ struct RegistryCommand: AsyncParsableCommand {
       ("tars.tarsnotify.NotifyObj", notifyObj, "--notify-obj"),
       ("tars.tarsstat.StatObj", monitorObj, "--monitor-obj"),
       ("tars.tarsproperty.PropertyObj", monitorObj, "--monitor-obj"),
-    ] where !value.isEmpty {
-      let parts = value.split(separator: ":")
-      guard parts.count == 2, !parts[0].isEmpty, let port = Int32(parts[1]), (1...65535).contains(port) else {
-        throw ValidationError("\(flag) must be HOST:PORT (or empty), not '\(value)'")
+      ("tars.tarslog.LogObj", logObj, "--log-obj"),
+    ] {
+      if let (host, port) = try hostPort(value, flag: flag) {
+        out[servant] = RegistryView.Options.builtin(host: host, port: port)
       }
-      out[servant] = RegistryView.Options.builtin(host: String(parts[0]), port: port)
     }
     return out
   }
@@ -165,6 +168,8 @@ struct UpCommand: AsyncParsableCommand {
   @Option(name: .customLong("monitor-port"), help: "StatObj and PropertyObj port.") var monitorPort = 17894
   @Option(name: .customLong("monitor-metrics-port"), help: "The calls' Prometheus /metrics (0: off).")
   var monitorMetricsPort = 17895
+  @Option(name: .customLong("log-port"), help: "LogObj and LogQueryObj port (servers' remote logs).")
+  var logPort = 17896
   @Option(name: .customLong("admin-port"), help: "Admin API port.") var adminPort = 17880
   @Option(name: .customLong("metrics-port"), help: "The registry's /metrics (0: off).") var metricsPort = 0
   @Option(name: .long, help: "Seconds a pod's server gets to stop.") var grace = 10
@@ -182,6 +187,7 @@ struct UpCommand: AsyncParsableCommand {
     "QueryObj": "--query-port", "RegistryObj": "--registry-port", "ConfigObj": "--config-port",
     "NotifyObj": "--notify-port", "admin API": "--admin-port", "metrics": "--metrics-port",
     "PropertyObj+StatObj": "--monitor-port", "calls' metrics": "--monitor-metrics-port",
+    "LogObj+LogQueryObj": "--log-port",
   ]
 
   func run() async throws {
@@ -199,6 +205,7 @@ struct UpCommand: AsyncParsableCommand {
     o.notifyPort = notifyPort
     o.monitorPort = monitorPort
     o.monitorMetricsPort = monitorMetricsPort
+    o.logPort = logPort
     o.adminPort = adminPort
     o.metricsPort = metricsPort
     o.graceSeconds = grace
@@ -252,6 +259,16 @@ struct UpCommand: AsyncParsableCommand {
     await machine.stop()
     log("up: stopped")
   }
+}
+
+/// `HOST:PORT` from a flag, nil when empty; an error naming the flag otherwise.
+func hostPort(_ value: String, flag: String) throws -> (String, Int32)? {
+  guard !value.isEmpty else { return nil }
+  let parts = value.split(separator: ":")
+  guard parts.count == 2, !parts[0].isEmpty, let port = Int32(parts[1]), (1...65535).contains(port) else {
+    throw ValidationError("\(flag) must be HOST:PORT (or empty), not '\(value)'")
+  }
+  return (String(parts[0]), port)
 }
 
 /// A failure to start, printed without the usage text (the arguments were fine).

@@ -81,6 +81,10 @@ struct AdminCommand: AsyncParsableCommand {
   var imageWorkDir = "/var/lib/tars-images"
   @Option(name: .customLong("max-upload-mib"), help: "The largest package an upload may carry, in MiB.")
   var maxUploadMiB = 1024
+  @Option(
+    name: .customLong("log-query"),
+    help: "HOST:PORT of the log service's LogQueryObj, for tarsctl logs --remote (empty: none).")
+  var logQuery = "tars-tarslog:17896"
 
   /// The tokens (`TOKEN ROLE NAME` lines, or one bare admin token), refused when others may
   /// read the file or a token is too short to be a secret.
@@ -132,6 +136,9 @@ struct AdminCommand: AsyncParsableCommand {
     // The monitor's database, for tarsctl stat and property (the Secret tars-monitor-database).
     if let url = ProcessInfo.processInfo.environment[MonitorDatabase.environment], !url.isEmpty {
       deps.monitor = MonitorService(store: try MonitorDatabase.open(url), log: stderrLog)
+    }
+    if let (host, port) = try hostPort(logQuery, flag: "--log-query") {
+      deps.logQuery = TarsEndpoint(host: host, port: Int(port), timeout: 10_000)
     }
     if !imageWorkDir.isEmpty {
       // The pod's name holds a build's Lease; two replicas never build one server at once.

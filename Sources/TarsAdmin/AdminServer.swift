@@ -42,6 +42,8 @@ public final class AdminServer: Sendable {
     public var agentPort = 19388
     /// Call statistics and properties (nil: the monitor routes answer 503).
     public var monitor: MonitorService? = nil
+    /// The log service's LogQueryObj (nil: the remote-log routes answer 503).
+    public var logQuery: TarsEndpoint? = nil
     /// The most replicas `apply` and `scale` accept (nil: no limit).
     public var maxReplicas: Int? = nil
     public var nodeClient: TarsNIOClient
@@ -98,6 +100,7 @@ public final class AdminServer: Sendable {
     routes.registerImages(on: group)
     routes.registerNodes(on: group)
     routes.registerMonitor(on: group)
+    routes.registerRemoteLogs(on: group)
     return AdminServer(
       http: try await HTTPService.start(router: router, host: host, port: port, name: "admin API", log: log))
   }

@@ -261,3 +261,18 @@ public struct PropertyStatRow: Codable, Sendable, Equatable {
     self.ips = ips
   }
 }
+
+/// A file the log service keeps for a server (`GET /servers/App.Server/remote-logs`); `name`
+/// is relative to the app's folder, as `?name=` takes it back.
+public struct RemoteLogFileRow: Codable, Sendable, Equatable {
+  public var name: String
+  public var size: Int64
+  /// Seconds since 1970.
+  public var modified: Int64
+
+  public init(name: String, size: Int64, modified: Int64) {
+    self.name = name
+    self.size = size
+    self.modified = modified
+  }
+}

@@ -113,6 +113,15 @@ public final class TarsApplication {
       try? communicator.reportStats(
         to: stat, module: module, ip: config["/tars/application/server<localip>"] ?? "", intervalMs: interval)
     }
+    // Properties when it names PropertyObj (<client> property=), remote logs when LogObj
+    // (<server> log=).
+    if let property = config["/tars/application/client<property>"], !property.isEmpty {
+      let interval = Int(config["/tars/application/client<report-interval>"] ?? "") ?? 60_000
+      try? communicator.reportProperties(to: property, module: "\(app).\(server)", intervalMs: interval)
+    }
+    if let logObj = config["/tars/application/server<log>"], !logObj.isEmpty {
+      try? communicator.sendLogs(to: logObj, app: app, server: server)
+    }
     registerBuiltinCommands()
   }
 
@@ -180,6 +189,16 @@ public final class TarsApplication {
       }
     }
   }
+
+  /// A custom property (TarsCpp's `createPropertyReport`), sent to PropertyObj every report
+  /// interval when the template names it (`<client> property=`); counted either way.
+  public func property(_ name: String, _ policies: [TarsProperty.Policy]) -> TarsProperty {
+    communicator.property(name, policies)
+  }
+
+  /// A remote log file (TarsCpp's `FDLOG(file)`; "" is the server's main one), nil when the
+  /// template names no LogObj (`<server> log=`).
+  public func remoteLog(_ file: String = "") -> TarsRemoteLog? { communicator.remoteLog(file) }
 
   /// Sends a business alarm or event to NotifyObj (TarsCpp's `TarsRemoteNotify::report`).
   public func report(_ message: String, level: NOTIFYLEVEL = .NOTIFYNORMAL, type: ReportType = .REPORT) {
@@ -407,6 +426,11 @@ public final class TarsCommunicator {
   public let locator: TarsLocator?
   /// Counts calls for StatObj once `reportStats` is called.
   var statReporter: StatReporter?
+  /// The properties made with `property(_:_:)`, and who sends them (`reportProperties`).
+  var properties: [TarsProperty] = []
+  var propertyReporter: PropertyReporter?
+  /// The remote log files, once `sendLogs` is called.
+  var remoteLogs: RemoteLogs?
 
   /// `locator` is the registry's QueryObj, e.g. `tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890`.
   public init(locator: String?) throws {

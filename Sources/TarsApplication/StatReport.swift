@@ -112,16 +112,14 @@ extension TarsCommunicator {
     client.onCompleted = { [unowned reporter] request, endpoint, result, ns in
       reporter.called(request, endpoint, result, ns)
     }
-    func tick() {
-      _ = loop.schedule(afterMilliseconds: max(1000, intervalMs)) { [weak self, weak reporter] in
-        guard self != nil, let reporter else { return }
-        reporter.report()
-        tick()
-      }
-    }
-    tick()
+    every(intervalMs) { [weak reporter] in reporter?.report() }
   }
 
-  /// Sends what is counted now and waits for StatObj to take it.
-  public func flushStats() { statReporter?.report(wait: true) }
+  /// Sends what is counted now (calls, properties, remote log lines) and waits for the
+  /// services to take it: for a process about to exit.
+  public func flushStats() {
+    statReporter?.report(wait: true)
+    propertyReporter?.report(wait: true)
+    for log in remoteLogs?.files.values.map({ $0 }) ?? [] { log.flush() }
+  }
 }

@@ -183,7 +183,7 @@ extension TarsCRDRules {
   /// permissions (the API server lets whoever writes a workload name any account of the namespace).
   public static let frameworkServiceAccounts = [
     "tars-controller", "tars-tarsregistry", "tars-tarsconfig", "tars-tarsnotify", "tars-tarsadmin", "tars-secrets",
-    "tars-tarsagent", "tars-tarsmonitor",
+    "tars-tarsagent", "tars-tarsmonitor", "tars-tarslog",
   ]
 
   public static let tconfig: [CRDRule] = [

@@ -110,6 +110,11 @@ enum ServerAction {
   }
 }
 
+/// Seconds since 1970 as `2026-12-07T06:10:00Z`.
+func isoTime(_ seconds: Int64) -> String {
+  Date(timeIntervalSince1970: TimeInterval(seconds)).ISO8601Format()
+}
+
 func escape(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? s }
 
 struct Start: AsyncParsableCommand {
@@ -162,16 +167,39 @@ struct Notify: AsyncParsableCommand {
 }
 
 struct Logs: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Print the end of a pod's server output.")
-  @Argument(help: "The pod, e.g. test-helloserver-0.") var pod: String
+  static let configuration = CommandConfiguration(
+    abstract: "Print the end of a pod's server output, or of a server's remote log (--remote).",
+    discussion: """
+      tarsctl logs test-helloserver-0 prints what the pod's server wrote to stdout and stderr.
+      tarsctl logs --remote Test.HelloServer prints what the server sent to tars.tarslog.LogObj
+      (its newest file; --list shows them all, --file picks one).
+      """)
+  @Argument(help: "The pod (e.g. test-helloserver-0), or with --remote the server (App.Server).") var name: String
   @Option(name: .long, help: "Lines to print.") var tail = 100
   @Flag(name: .long, help: "tarsnode's own log instead of the server's output.") var node = false
+  @Flag(name: .long, help: "The server's remote log, kept by the log service.") var remote = false
+  @Flag(name: .long, help: "With --remote: list the server's files.") var list = false
+  @Option(name: .long, help: "With --remote: the file, as --list names it (default: the newest).") var file: String?
   @OptionGroup var admin: AdminOptions
 
+  func validate() throws {
+    if !remote, list || file != nil { throw ValidationError("--list and --file go with --remote") }
+    if remote, node { throw ValidationError("--node is for a pod's tarsnode log, not with --remote") }
+  }
+
   func run() async throws {
-    let bytes = try await admin.run { c throws(AdminClientError) in
-      try await c.send(.GET, "/pods/\(escape(pod))/logs?tail=\(tail)\(node ? "&node=1" : "")")
+    if remote, list {
+      let rows = try await admin.run { c throws(AdminClientError) in
+        try await c.get("/servers/\(escape(name))/remote-logs", as: [RemoteLogFileRow].self)
+      }
+      if admin.json { return admin.printJSON(rows) }
+      return printTable(["FILE", "BYTES", "MODIFIED"], rows.map { [$0.name, "\($0.size)", isoTime($0.modified)] })
     }
+    let path =
+      remote
+      ? "/servers/\(escape(name))/remote-logs/tail?tail=\(tail)" + (file.map { "&name=\(escape($0))" } ?? "")
+      : "/pods/\(escape(name))/logs?tail=\(tail)\(node ? "&node=1" : "")"
+    let bytes = try await admin.run { c throws(AdminClientError) in try await c.send(.GET, path) }
     let text = String(decoding: bytes, as: UTF8.self)
     print(text, terminator: text.hasSuffix("\n") || text.isEmpty ? "" : "\n")
   }

@@ -57,7 +57,7 @@ public struct GenerationPlan: Sendable {
         ].map { idl + $0 + ".tars" },
         outputDirectory: root + "/Sources/TarsFramework/Generated", imports: ["TarsProtocol"]),
       Step(
-        idlFiles: ["StatF", "PropertyF", "LogF"].map { idl + $0 + ".tars" },
+        idlFiles: ["StatF", "PropertyF", "LogF", "LogQueryF"].map { idl + $0 + ".tars" },
         outputDirectory: root + "/Sources/TarsMonitor/Generated", imports: ["TarsProtocol"]),
       Step(
         idlFiles: [idl + "AgentF.tars"], outputDirectory: root + "/Sources/TarsAgentF/Generated",

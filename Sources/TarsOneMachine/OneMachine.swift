@@ -11,6 +11,7 @@ import TarsFramework
 import TarsImageService
 import TarsKube
 import TarsLocalRuntime
+import TarsLogService
 import TarsMonitorService
 import TarsNIO
 import TarsNotifyService
@@ -39,6 +40,8 @@ public final class OneMachine: Sendable {
     public var monitorPort = 17894
     /// The calls' /metrics (Prometheus), 0: none.
     public var monitorMetricsPort = 17895
+    /// LogObj and LogQueryObj: servers' remote logs, under the state directory's `remote-logs`.
+    public var logPort = 17896
     public var adminPort = 17880
     /// 0: no metrics listener.
     public var metricsPort = 0
@@ -161,6 +164,15 @@ public final class OneMachine: Sendable {
             path == "/metrics" ? (200, monitor.exposition()) : (404, "not found: GET /metrics\n")
           })
       }
+      // Servers' remote logs, in tarslog's files under the state directory.
+      let logService = LogService(
+        files: try LogFiles(root: state + "/remote-logs", log: log), auth: nodeAuth, log: log)
+      tasks.append(Task { await logService.run() })
+      let logServer = try await TarsNIOServer.start(
+        endpoint: TarsEndpoint(host: o.host, port: o.logPort, timeout: 60_000),
+        servants: ["tars.tarslog.LogObj": logService.logObj, "tars.tarslog.LogQueryObj": logService.queryObj],
+        group: group)
+      started.append(logServer)
 
       var rc = RegistryService.Configuration(namespace: o.namespace)
       rc.bindHost = o.host
@@ -173,6 +185,7 @@ public final class OneMachine: Sendable {
         "tars.tarsnotify.NotifyObj": RegistryView.Options.builtin(host: o.host, port: Int32(notifyServer.port)),
         "tars.tarsstat.StatObj": RegistryView.Options.builtin(host: o.host, port: Int32(monitorServer.port)),
         "tars.tarsproperty.PropertyObj": RegistryView.Options.builtin(host: o.host, port: Int32(monitorServer.port)),
+        "tars.tarslog.LogObj": RegistryView.Options.builtin(host: o.host, port: Int32(logServer.port)),
       ]
       let registry = try await RegistryService.start(store: store, configuration: rc, group: group, log: log)
 
@@ -209,6 +222,7 @@ public final class OneMachine: Sendable {
         nodeClient: nodeClient)
       deps.processes = { await runtime.runningPIDs() }
       deps.monitor = monitor
+      deps.logQuery = TarsEndpoint(host: o.host, port: logServer.port, timeout: 10_000)
       deps.maxReplicas = lc.maxReplicas
       deps.images = ImageService(
         store: store, namespace: o.namespace,
@@ -335,7 +349,7 @@ public final class OneMachine: Sendable {
   }
 
   /// What every server's config starts from: the locator, and the framework's ConfigObj,
-  /// NotifyObj, StatObj and PropertyObj by name.
+  /// NotifyObj, StatObj, PropertyObj and LogObj by name.
   public static let defaultTemplate = """
     <tars>
       <application>
@@ -363,6 +377,7 @@ public final class OneMachine: Sendable {
           logLevel=INFO
           config=tars.tarsconfig.ConfigObj
           notify=tars.tarsnotify.NotifyObj
+          log=tars.tarslog.LogObj
           deactivating-timeout=3000
         </server>
       </application>

@@ -8,8 +8,8 @@ struct IDLTests {
   @Test func generatedFilesAreCurrent() throws {
     let outputs = try GenerationPlan.project(root: Fixtures.repositoryRoot.path).render()
     #expect(
-      outputs.count == 16,
-      "RequestF, nine framework files, three monitor files, the agent's, the test IDL and the example")
+      outputs.count == 17,
+      "RequestF, nine framework files, four monitor files, the agent's, the test IDL and the example")
     for (path, text) in outputs {
       let committed = try? String(contentsOfFile: path, encoding: .utf8)
       #expect(committed == text, "\(path) is stale: run `swift run tars2swift --project`")

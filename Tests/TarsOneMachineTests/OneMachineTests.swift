@@ -31,7 +31,7 @@ final class OneMachine: @unchecked Sendable {
     dir = try TemporaryDirectory("one-machine")
     self.firstPodIP = firstPodIP
     ports = Dictionary(
-      uniqueKeysWithValues: ["query", "registry", "config", "notify", "admin", "monitor", "calls"].map {
+      uniqueKeysWithValues: ["query", "registry", "config", "notify", "admin", "monitor", "calls", "log"].map {
         ($0, freePort())
       })
     manifests = dir.path + "/manifests"
@@ -46,7 +46,7 @@ final class OneMachine: @unchecked Sendable {
         "up", "--query-port", "\(ports["query"]!)", "--registry-port", "\(ports["registry"]!)", "--config-port",
         "\(ports["config"]!)", "--notify-port", "\(ports["notify"]!)", "--admin-port", "\(ports["admin"]!)",
         "--monitor-port", "\(ports["monitor"]!)", "--monitor-metrics-port", "\(ports["calls"]!)",
-        "--first-pod-ip", firstPodIP, "--grace", "5",
+        "--log-port", "\(ports["log"]!)", "--first-pod-ip", firstPodIP, "--grace", "5",
       ] + (manifests ? ["--manifests", self.manifests] : []) + extra
     _ = FileManager.default.createFile(atPath: dir.path + "/up.log", contents: nil)
     let log = FileHandle(forWritingAtPath: dir.path + "/up.log")!
@@ -200,6 +200,21 @@ struct OneMachineTests {
         #"tars_calls_total{caller="hello-client",callee="Test.HelloServer",interface="testHello",source="client",result="ok"} 4"#
       ),
       "\(metrics)")
+
+    // HelloServer wrote each call to its remote log "access" (its template names LogObj); the
+    // log service keeps them in tarslog's day file, and tarsctl reads them back.
+    let logged = waitFor {
+      try m.tarsctl(["logs", "--remote", "Test.HelloServer", "--tail", "10"]).stdout
+        .components(separatedBy: "|testHello|").count == 5
+    }
+    let remote = try m.tarsctl(["logs", "--remote", "Test.HelloServer"])
+    #expect(logged, "four lines in the remote log: \(remote.stdout)\(remote.stderr)")
+    let files = try m.json(["logs", "--remote", "Test.HelloServer", "--list"], as: [RemoteLogFileRow].self)
+    #expect(
+      files.map(\.name).allSatisfy { $0.hasPrefix("HelloServer/Test.HelloServer_access_") && $0.hasSuffix(".log") })
+    #expect(!files.isEmpty, "\(files)")
+    let none = try m.tarsctl(["logs", "--remote", "Test.Nobody"])
+    #expect(none.status != 0 && none.stderr.contains("no remote log for Test.Nobody"), "\(none.stderr)")
 
     // Bad manifests are rejected with the reason; what runs is not disturbed.
     let before = try m.pods("Test.HelloServer").map(\.pid)
@@ -501,7 +516,7 @@ struct OneMachineTests {
   /// flag, and nothing is left running.
   @Test(arguments: [
     ("query", "QueryObj"), ("registry", "RegistryObj"), ("config", "ConfigObj"), ("notify", "NotifyObj"),
-    ("admin", "admin API"), ("metrics", "metrics"),
+    ("admin", "admin API"), ("metrics", "metrics"), ("log", "LogObj+LogQueryObj"),
   ])
   func aTakenPortNamesTheServiceTheAddressAndTheFlag(_ flag: String, _ service: String) throws {
     let m = try OneMachine(firstPodIP: "127.0.205.1")

@@ -99,11 +99,12 @@ struct ManifestTests {
   /// install Job has none).
   @Test(arguments: [
     "registry/registry.yaml", "controller/controller.yaml", "config/config.yaml", "notify/notify.yaml",
-    "admin/admin.yaml", "framework/secrets.yaml", "monitor/monitor.yaml",
+    "admin/admin.yaml", "framework/secrets.yaml", "monitor/monitor.yaml", "log/log.yaml",
   ])
   func theControlPlaneRunsUnprivileged(_ file: String) throws {
     let docs = try documents(file)
-    let deployment = try #require(docs.first { ["Deployment", "Job"].contains($0["kind"] as? String) })
+    let deployment = try #require(
+      docs.first { ["Deployment", "StatefulSet", "Job"].contains($0["kind"] as? String) })
     let pod = try #require(
       ((deployment["spec"] as? [String: Any])?["template"] as? [String: Any])?["spec"] as? [String: Any])
     #expect((pod["securityContext"] as? [String: Any])?["runAsNonRoot"] as? Bool == true)
@@ -152,6 +153,23 @@ struct ManifestTests {
     let sc2 = try #require(docs.first { $0["kind"] as? String == "StorageClass" })
     #expect(sc2["provisioner"] as? String == "k8s.tars.io/tarsagent")
     #expect(sc2["volumeBindingMode"] as? String == "WaitForFirstConsumer")
+  }
+
+  /// The log service calls no API either, and its files are on its own volume.
+  @Test func theLogServiceHasNoAPIAccessAndItsOwnVolume() throws {
+    let docs = try documents("log/log.yaml")
+    #expect(
+      !docs.contains { ["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"].contains($0["kind"] as? String) })
+    let sts = try #require(docs.first { $0["kind"] as? String == "StatefulSet" })
+    let spec = try #require(sts["spec"] as? [String: Any])
+    let pod = try #require((spec["template"] as? [String: Any])?["spec"] as? [String: Any])
+    #expect(pod["automountServiceAccountToken"] as? Bool == false)
+    let claims = (spec["volumeClaimTemplates"] as? [[String: Any]] ?? []).compactMap {
+      ($0["metadata"] as? [String: Any])?["name"] as? String
+    }
+    let mounts = ((pod["containers"] as? [[String: Any]])?.first?["volumeMounts"] as? [[String: Any]]) ?? []
+    #expect(claims == ["logs"] && mounts.first?["name"] as? String == "logs")
+    #expect(TarsCRDRules.frameworkServiceAccounts.contains("tars-tarslog"))
   }
 
   /// The monitor calls no API: no token, no Role; its database is the Secret tars-monitor-database
