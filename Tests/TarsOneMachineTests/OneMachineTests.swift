@@ -295,20 +295,25 @@ struct OneMachineTests {
       "hello-client", ["--locator", "tars.tarsregistry.QueryObj@" + m.locator, "--count", "2", "x"])
     #expect(again.stdout.components(separatedBy: "ret=0 Hola x").count == 3, "\(again.stdout)")
 
-    // kill -9 of one server process: tarsnode restarts it and it is Active again.
-    let victim = try #require(try m.serverPID(of: "test-helloserver-0"))
-    kill(victim, SIGKILL)
-    #expect(waitFor { try m.serverPID(of: "test-helloserver-0").map { $0 != victim } ?? false })
-    #expect(waitFor { try m.endpoints(hello) == (2, 0) }, "restarted and active again")
-
     // stop → inactive; start → active.
     let stopped = try m.json(["stop", "Test.HelloServer"], as: [PodCallResult].self)
     #expect(stopped.count == 2 && stopped.allSatisfy(\.ok))
     #expect(waitFor { try m.endpoints(hello) == (0, 2) }, "stopped servers are inactive")
     #expect(try m.pods("Test.HelloServer").allSatisfy { !$0.active && !$0.ready })
+    // Each HelloServer sent what it served before it exited: the server's own view has all six.
+    func served() throws -> Int64? {
+      try m.json(["stat", "Test.HelloServer"], as: [InterfaceStatRow].self).first { $0.interface == "testHello" }?.calls
+    }
+    #expect(waitFor(10) { try served() == 6 }, "\(String(describing: try? served()))")
     let started = try m.json(["start", "Test.HelloServer"], as: [PodCallResult].self)
     #expect(started.count == 2 && started.allSatisfy(\.ok))
     #expect(waitFor { try m.endpoints(hello) == (2, 0) }, "started again")
+
+    // kill -9 of one server process: tarsnode restarts it and it is Active again.
+    let victim = try #require(try m.serverPID(of: "test-helloserver-0"))
+    kill(victim, SIGKILL)
+    #expect(waitFor { try m.serverPID(of: "test-helloserver-0").map { $0 != victim } ?? false })
+    #expect(waitFor { try m.endpoints(hello) == (2, 0) }, "restarted and active again")
 
     // drain → out of the active endpoints with its server still running; --undo → back.
     let pids = try m.pods("Test.HelloServer").map(\.pid)
