@@ -120,7 +120,9 @@ public final class TarsApplication {
       try? communicator.reportProperties(to: property, module: "\(app).\(server)", intervalMs: interval)
     }
     if let logObj = config["/tars/application/server<log>"], !logObj.isEmpty {
-      try? communicator.sendLogs(to: logObj, app: app, server: server)
+      let local = config["/tars/application/server<localip>"] ?? ""
+      let node = config["/tars/application/server<nodename>"].flatMap { $0.isEmpty ? nil : $0 } ?? local
+      try? communicator.sendLogs(to: logObj, app: app, server: server, node: node)
     }
     registerBuiltinCommands()
   }

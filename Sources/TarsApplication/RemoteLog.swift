@@ -10,6 +10,8 @@ import TarsRPC
 public final class TarsRemoteLog {
   public let file: String
   let info: LogInfo
+  /// Sent as the calls' `node_name`, which LogObj puts before each line (TarsCpp's NodeName).
+  let context: [String: String]
   var waiting: [String] = []
   /// The batch being sent (one at a time, so lines arrive in order).
   var inFlight: [String] = []
@@ -20,7 +22,7 @@ public final class TarsRemoteLog {
   static let batch = 200
   let proxy: TarsProxy
 
-  init(file: String, app: String, server: String, proxy: TarsProxy) {
+  init(file: String, app: String, server: String, node: String, proxy: TarsProxy) {
     self.file = file
     var info = LogInfo()
     info.appname = app
@@ -28,6 +30,7 @@ public final class TarsRemoteLog {
     info.sFilename = file
     info.sFormat = "%Y%m%d"
     self.info = info
+    context = node.isEmpty ? [:] : ["node_name": node]
     self.proxy = proxy
   }
 
@@ -47,7 +50,8 @@ public final class TarsRemoteLog {
     inFlight = Array(waiting.prefix(Self.batch))
     waiting.removeFirst(inFlight.count)
     proxy.call(
-      Log.LoggerbyInfo.self, .init(info: info, buffer: inFlight), options: TarsCallOptions(timeoutMs: 3000)
+      Log.LoggerbyInfo.self, .init(info: info, buffer: inFlight),
+      options: TarsCallOptions(timeoutMs: 3000, context: context)
     ) { [weak self] result in
       guard let self else { return }
       let lines = self.inFlight
@@ -80,7 +84,8 @@ public final class TarsRemoteLog {
       waiting.removeFirst(lines.count)
       guard
         (try? proxy.callBlocking(
-          Log.LoggerbyInfo.self, .init(info: info, buffer: lines), options: TarsCallOptions(timeoutMs: 3000)))
+          Log.LoggerbyInfo.self, .init(info: info, buffer: lines),
+          options: TarsCallOptions(timeoutMs: 3000, context: context)))
           != nil
       else {
         dropped += lines.count + waiting.count
@@ -102,9 +107,10 @@ public final class TarsRemoteLog {
 
 extension TarsCommunicator {
   /// Sends remote logs to `logObject` (`tars.tarslog.LogObj`, as `<server> log=` names it)
-  /// for `app`.`server`; `remoteLog(_:)` hands out the files.
-  public func sendLogs(to logObject: String, app: String, server: String) throws(TarsAddressError) {
-    remoteLogs = RemoteLogs(proxy: try proxy(logObject), app: app, server: server)
+  /// for `app`.`server`, from `node` (what LogObj writes before each line: TarsCpp's
+  /// `<server> nodename`, by default the server's address); `remoteLog(_:)` hands out the files.
+  public func sendLogs(to logObject: String, app: String, server: String, node: String = "") throws(TarsAddressError) {
+    remoteLogs = RemoteLogs(proxy: try proxy(logObject), app: app, server: server, node: node)
     every(1000) { [weak self] in
       for log in self?.remoteLogs?.files.values.map({ $0 }) ?? [] { log.send() }
     }
@@ -114,7 +120,7 @@ extension TarsCommunicator {
   public func remoteLog(_ file: String = "") -> TarsRemoteLog? {
     guard let logs = remoteLogs else { return nil }
     if let log = logs.files[file] { return log }
-    let log = TarsRemoteLog(file: file, app: logs.app, server: logs.server, proxy: logs.proxy)
+    let log = TarsRemoteLog(file: file, app: logs.app, server: logs.server, node: logs.node, proxy: logs.proxy)
     logs.files[file] = log
     return log
   }
@@ -125,11 +131,13 @@ final class RemoteLogs {
   let proxy: TarsProxy
   let app: String
   let server: String
+  let node: String
   var files: [String: TarsRemoteLog] = [:]
 
-  init(proxy: TarsProxy, app: String, server: String) {
+  init(proxy: TarsProxy, app: String, server: String, node: String) {
     self.proxy = proxy
     self.app = app
     self.server = server
+    self.node = node
   }
 }

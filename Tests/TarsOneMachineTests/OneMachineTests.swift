@@ -209,6 +209,10 @@ struct OneMachineTests {
     }
     let remote = try m.tarsctl(["logs", "--remote", "Test.HelloServer"])
     #expect(logged, "four lines in the remote log: \(remote.stdout)\(remote.stderr)")
+    // Each line after the sending pod's address (its localip, sent as node_name) and its time.
+    #expect(
+      remote.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("127.0.201.1|") || $0.hasPrefix("127.0.201.2|") },
+      "\(remote.stdout)")
     let files = try m.json(["logs", "--remote", "Test.HelloServer", "--list"], as: [RemoteLogFileRow].self)
     #expect(
       files.map(\.name).allSatisfy { $0.hasPrefix("HelloServer/Test.HelloServer_access_") && $0.hasSuffix(".log") })
