@@ -35,7 +35,7 @@ struct LogHarness {
   /// The day of `noon`, as file names have it.
   static let noonDay = "20261207"
 
-  init(limits: LogFiles.Limits = .init(), auth: NodeCallAuth? = nil) async throws {
+  init(limits: LogFiles.Limits = .init(), auth: NodeCallAuth? = nil, port: Int = 0) async throws {
     dir = try TemporaryDirectory("tars-log")
     let clock = TestClock(Self.noon)
     self.clock = clock
@@ -43,7 +43,7 @@ struct LogHarness {
     let files = try LogFiles(root: dir.file("logs"), limits: limits) { line in lines.append(line) }
     service = LogService(files: files, auth: auth, clock: { clock.now })
     server = try await TarsNIOServer.start(
-      endpoint: TarsEndpoint(host: "127.0.0.1", port: 0, timeout: 60_000),
+      endpoint: TarsEndpoint(host: "127.0.0.1", port: port, timeout: 60_000),
       servants: ["tars.tarslog.LogObj": service.logObj, "tars.tarslog.LogQueryObj": service.queryObj],
       group: MultiThreadedEventLoopGroup.singleton)
   }

@@ -63,4 +63,34 @@ struct RuntimeReportTests {
     #expect(h.read("Test/HelloServer/Test.HelloServer_\(day).log")?.hasSuffix("|main\n") == true)
     #expect(access.dropped == 0)
   }
+
+  /// LogObj away: lines wait (the batch that failed first again) and are sent when it is back;
+  /// at exit what it cannot take is dropped and counted, never waited for without end.
+  @Test func linesWaitWhileLogObjIsAwayAndAreSentWhenItIsBack() async throws {
+    let port = freePort()
+    let communicator = try TarsCommunicator(locator: nil)
+    try communicator.sendLogs(
+      to: "tars.tarslog.LogObj@tcp -h 127.0.0.1 -p \(port) -t 1000", app: "Test", server: "Away")
+    let log = try #require(communicator.remoteLog("x"))
+    for i in 0..<3 { log.write("line \(i)") }
+    // The once-a-second send fails (nothing listens) and keeps the lines.
+    communicator.loop.run(until: { log.failures > 0 }, timeoutMs: 5000)
+    #expect(log.failures > 0 && log.dropped == 0)
+    let h = try await LogHarness(port: port)
+    defer { Task { await h.stop() } }
+    communicator.loop.run(
+      until: { h.read("Test/Away/Test.Away_x_\(LogHarness.noonDay).log") != nil }, timeoutMs: 10_000)
+    let text = h.read("Test/Away/Test.Away_x_\(LogHarness.noonDay).log") ?? ""
+    #expect(
+      text.split(separator: "\n").map { $0.split(separator: "|").last ?? "" } == ["line 0", "line 1", "line 2"],
+      "\(text)")
+    // At exit with LogObj still away, the line is dropped and counted.
+    let exiting = try TarsCommunicator(locator: nil)
+    try exiting.sendLogs(
+      to: "tars.tarslog.LogObj@tcp -h 127.0.0.1 -p \(freePort()) -t 1000", app: "Test", server: "Away")
+    let last = try #require(exiting.remoteLog("x"))
+    last.write("after")
+    exiting.flushStats()
+    #expect(last.dropped == 1)
+  }
 }

@@ -92,6 +92,37 @@ struct ExecutableTests {
     #expect(FileManager.default.fileExists(atPath: dir.file("monitor.sqlite")))
   }
 
+  /// `tars-controlplane log`: it serves LogObj and /metrics, refuses to serve LogQueryObj
+  /// unsigned beyond loopback, and names the folder it cannot use.
+  @Test func theLogServiceStartsAndSaysWhatItNeeds() async throws {
+    let open = try Tool.run("tars-controlplane", ["log", "--secret-file", "", "--bind", "0.0.0.0"])
+    #expect(open.status != 0 && open.stderr.contains("give --secret-file"), "\(open.stderr)")
+    let dir = try TemporaryDirectory()
+    defer { dir.remove() }
+    try "x".write(toFile: dir.file("file"), atomically: true, encoding: .utf8)
+    let blocked = try Tool.run(
+      "tars-controlplane", ["log", "--secret-file", "", "--bind", "127.0.0.1", "--log-dir", dir.file("file/logs")])
+    #expect(blocked.status != 0 && blocked.stderr.contains("cannot use --log-dir"), "\(blocked.stderr)")
+    let noSecret = try Tool.run(
+      "tars-controlplane", ["log", "--secret-file", dir.file("none"), "--log-dir", dir.file("logs")])
+    #expect(noSecret.status != 0 && noSecret.stderr.contains("(--secret-file)"), "\(noSecret.stderr)")
+    let (port, metrics) = (freePort(), freePort())
+    let pid = try Spawned.start(
+      [
+        Tool.path("tars-controlplane"), "log", "--bind", "127.0.0.1", "--log-port", "\(port)", "--metrics-port",
+        "\(metrics)", "--secret-file", "", "--log-dir", dir.file("logs"),
+      ], output: dir.file("log.log"))
+    defer { Spawned.kill(pid) }
+    var answer = ""
+    let deadline = Date().addingTimeInterval(20)
+    while !answer.contains("tars_log_lines_total 0"), Date() < deadline {
+      answer = (try? RawSocket.httpGet(port: metrics, path: "/metrics")) ?? ""
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    #expect(answer.contains("tars_log_lines_total 0"), "\(answer)")
+    #expect(FileManager.default.fileExists(atPath: dir.file("logs")))
+  }
+
   @Test func badFlagsSayWhatIsWrong() throws {
     let r = try Tool.run("tars-controlplane", ["registry", "--store", "/tmp/x.sqlite", "--host-style", "fancy"])
     #expect(r.status != 0 && r.stderr.contains("--host-style must be ip or dns"), "\(r)")
