@@ -9,6 +9,15 @@ import TarsProtocol
 import TarsTestSupport
 import Testing
 
+/// Polls `condition` for up to five seconds (a ONEWAY report has no answer to wait for).
+func waitUntil(_ condition: () -> Bool) -> Bool {
+  for _ in 0..<500 {
+    if condition() { return true }
+    usleep(10_000)
+  }
+  return condition()
+}
+
 /// What the service logged.
 final class LogLines: Sendable {
   let lines = Mutex<[String]>([])
@@ -150,6 +159,30 @@ struct LogServiceTests {
         .init(app: "Test", server: "HelloServer", name: bad, maxBytes: 100))
       #expect(r.ret == -1 && r.result.contains("tarsctl logs --remote lists them") && r.text.isEmpty, "\(bad): \(r)")
     }
+  }
+
+  /// Frames real TarsCpp sent (its own LogPrx, and the remote FDLOG path): each two-way call is
+  /// answered with 0, and the lines land where tarslog puts them.
+  @Test func tarsCppsCapturedReportsAreWrittenAsTarslogWould() async throws {
+    let h = try await LogHarness()
+    defer { Task { await h.stop() } }
+    let socket = try RawSocket(port: h.server.port)
+    for name in [
+      "log_loggerbyInfo_allfields_req", "log_loggerbyInfo_defaults_req", "log_logger_req", "log_fdlog_remote_req",
+    ] {
+      socket.send(try MonitorHarness.capture(name))
+      let reply = try #require(socket.readResponse(), "\(name) answered")
+      #expect(reply.iRet == 0, "\(name): \(reply.sResultDesc)")
+    }
+    socket.send(try MonitorHarness.capture("log_loggerbyInfo_allfields_oneway_req"))
+    // Every field: set sz.a.1, no app prefix, concat "-", no suffix, separator "#" after the
+    // context's node_name; the format has no hour, so the 2-hour step changes nothing in the name.
+    let all = "node-a#2026-12-07 10:20:30|first\nnode-a#2026-12-07 10:20:31|second\n"
+    #expect(waitUntil { h.read("Test/sza1/HelloServer/access-20261207") == all + all })
+    #expect(
+      h.read("Test/HelloServer/Test.HelloServer_access_20261207.log")
+        == "127.0.0.1|x\n127.0.0.1|2026-12-07 06:56:01|hello\n")
+    #expect(h.read("Test/HelloServer/Test.HelloServer_old_2026120710.log") == "127.0.0.1|y\n")
   }
 
   /// Names from the wire never leave the root: each bad field is refused with its name.
