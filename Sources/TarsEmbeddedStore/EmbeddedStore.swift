@@ -493,15 +493,17 @@ public final class EmbeddedStore: ObjectStore {
           deadline.map { $0 - ContinuousClock.now } ?? .milliseconds(bookmarkIntervalMs))
         try? await Task.sleep(for: wait)
         guard let self, !Task.isCancelled else { return }
+        // Under the writers' lock: every event up to this version has been delivered already.
+        // Also before a timeout closes the watch, so a timer that woke late (a busy pool)
+        // still tells the client how far it got.
+        self.live.withLock { _ in
+          let rv = self.currentRV
+          if options.allowBookmarks && rv > startRV { continuation.yield(.bookmark(resourceVersion: String(rv))) }
+        }
         if let deadline, ContinuousClock.now >= deadline {
           // Not under the lock: finishing runs onTermination, which takes it.
           continuation.finish()
           return
-        }
-        // Under the writers' lock: every event up to this version has been delivered already.
-        self.live.withLock { _ in
-          let rv = self.currentRV
-          if options.allowBookmarks && rv > startRV { continuation.yield(.bookmark(resourceVersion: String(rv))) }
         }
       }
     }
