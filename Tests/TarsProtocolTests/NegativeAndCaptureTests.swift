@@ -132,6 +132,7 @@ struct CaptureTests {
       return try again(Notify.ReportNotifyInfo.Args.self)
     case "stat_reportMicMsg_req": return try again(StatF.ReportMicMsg.Args.self)
     case "property_reportPropMsg_req": return try again(PropertyF.ReportPropMsg.Args.self)
+    case "log_logger_req": return try again(Log.Logger.Args.self)
     case "registry_findObjectById4Any_req", "hello_testHello_req":
       // TarsCpp's synchronous proxies also encode the (empty) out-parameters; Args holds the
       // in-parameters only, so the bytes cannot match. Check the in-parameter and the tree.
@@ -165,6 +166,23 @@ struct CaptureTests {
       #expect(TarsFrame.encode(p, omittingDefaults: true) == frame)
       #expect(p.iVersion == 1 && p.cPacketType == 0)
       sBuffer = p.sBuffer
+    }
+    if capture.name.hasPrefix("log_loggerbyInfo") || capture.name == "log_fdlog_remote_req" {
+      // TarsCpp writes LogInfo's three bools even at their defaults (its generated code says so)
+      // and leaves out default strings, which neither of our writer styles does: the typed
+      // reading is checked instead of the bytes.
+      let args = try Log.LoggerbyInfo.Args(tarsBytes: sBuffer)
+      let i = args.info
+      #expect(i.appname == "Test" && i.servername == "HelloServer" && i.sFilename == "access" && i.sFormat == "%Y%m%d")
+      #expect(!args.buffer.isEmpty && args.buffer.allSatisfy { $0.hasSuffix("\n") })
+      if capture.name.contains("allfields") {
+        #expect(i.setdivision == "sz.a.1" && !i.bHasSufix && !i.bHasAppNamePrefix && i.bHasSquareBracket)
+        #expect(i.sConcatStr == "-" && i.sSepar == "#" && i.sLogType == "2hour")
+      } else {
+        #expect(i.setdivision.isEmpty && i.bHasSufix && i.bHasAppNamePrefix && !i.bHasSquareBracket)
+        #expect(i.sConcatStr == "_" && i.sSepar == "|" && i.sLogType.isEmpty)
+      }
+      return
     }
     if let again = try Self.typedRoundTrip(capture.name, sBuffer) {
       #expect(Hex.encode(again) == Hex.encode(sBuffer))
