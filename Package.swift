@@ -145,9 +145,9 @@ let package = Package(
     .target(name: "TarsAgentF", dependencies: ["TarsProtocol"], swiftSettings: strict),
     .executableTarget(
       name: "tarsagent", dependencies: ["TarsAgentCore"], path: "Sources/TarsAgent", swiftSettings: strict),
-    // libcurl and libsystemd behind plain C functions (curl_easy_setopt is variadic).
-    .target(
-      name: "CTarsAgent", linkerSettings: [.linkedLibrary("curl"), .linkedLibrary("systemd")]),
+    // libcurl and libsystemd behind plain C functions (curl_easy_setopt is variadic); libsystemd
+    // is loaded only under systemd. scripts/build-agent links a static libcurl instead.
+    .target(name: "CTarsAgent", linkerSettings: [.linkedLibrary("curl")]),
     // The image service: uploaded packages built, pushed and recorded as releases (TImage).
     .target(
       name: "TarsImageService",

@@ -4,13 +4,40 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <systemd/sd-daemon.h>
 
-int ctars_sd_notify(const char *state) { return sd_notify(0, state); }
+// libsystemd is loaded the first time systemd asks for something (NOTIFY_SOCKET or
+// WATCHDOG_USEC set), not linked: a DaemonSet's container never runs under systemd, and the
+// library and its dependencies cost about 0.9 MiB resident. The static build (CTARS_AGENT_STATIC,
+// scripts/build-agent: the image's) cannot load shared libraries at all and says so with
+// -ELIBACC; the Swift side turns that into what to do.
+static pthread_once_t systemd_once = PTHREAD_ONCE_INIT;
+static __typeof__(sd_notify) *notify_function;
+static __typeof__(sd_watchdog_enabled) *watchdog_function;
+
+static void systemd_load(void) {
+#ifndef CTARS_AGENT_STATIC
+  void *library = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (!library) return;
+  notify_function = (__typeof__(sd_notify) *)dlsym(library, "sd_notify");
+  watchdog_function = (__typeof__(sd_watchdog_enabled) *)dlsym(library, "sd_watchdog_enabled");
+#endif
+}
+
+int ctars_sd_notify(const char *state) {
+  if (!getenv("NOTIFY_SOCKET")) return 0;
+  pthread_once(&systemd_once, systemd_load);
+  return notify_function ? notify_function(0, state) : -ELIBACC;
+}
 
 uint64_t ctars_sd_watchdog_usec(void) {
+  if (!getenv("WATCHDOG_USEC")) return 0;
+  pthread_once(&systemd_once, systemd_load);
   uint64_t usec = 0;
-  return sd_watchdog_enabled(0, &usec) > 0 ? usec : 0;
+  return watchdog_function && watchdog_function(0, &usec) > 0 ? usec : 0;
 }
 
 struct sink_context {

@@ -222,7 +222,7 @@ public enum AgentMain {
     }
     if let servant { say("tarsagent: \(AgentObjServant.name) on \(servant.endpoint)") }
     if let exposition { say("tarsagent: metrics on http://\(o.listen ?? ""):\(exposition.port)/metrics") }
-    Systemd.notify("READY=1")
+    if let problem = Systemd.problem(Systemd.notify("READY=1")) { say("tarsagent: \(problem)") }
     // Retention every `every` seconds from the last pass's start; a pass longer than the
     // interval starts the next at once, with no burst to catch up.
     func retention(at deadline: UInt64) {

@@ -47,5 +47,14 @@ struct SystemdTests {
     #expect(Systemd.notify("WATCHDOG=1") == 1)
     #expect(received() == "WATCHDOG=1")
     #expect(Systemd.watchdogMicroseconds == 30_000_000)
+    let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+    #expect(maps.contains("libsystemd.so.0"), "libsystemd is loaded once systemd asks")
+  }
+
+  @Test func aStaticBuildUnderSystemdSaysWhatToDo() {
+    #expect(Systemd.problem(0) == nil && Systemd.problem(1) == nil)
+    let problem = Systemd.problem(-ELIBACC) ?? ""
+    #expect(problem.contains("libsystemd.so.0") && problem.contains("Type=simple"))
+    #expect(Systemd.problem(-EPERM)?.contains("NotifyAccess=") == true)
   }
 }

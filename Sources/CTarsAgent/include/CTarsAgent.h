@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// sd_notify(0, state): 1 when sent, 0 when not run by systemd (no NOTIFY_SOCKET), -errno.
+/// sd_notify(0, state): 1 when sent, 0 when not run by systemd (no NOTIFY_SOCKET), -errno;
+/// -ELIBACC when libsystemd.so.0 could not be loaded (or this is the static build).
 int ctars_sd_notify(const char *state);
 
 /// The watchdog interval systemd asked for (WatchdogSec=), in microseconds; 0 when none.
