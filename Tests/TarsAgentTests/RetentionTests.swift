@@ -85,6 +85,24 @@ struct RetentionTests {
     #expect(lines.contains { $0.contains("core.1234") && $0.contains("(9 days)") })
   }
 
+  @Test func aFileGoneBeforeItsTurnIsNotCountedAsDeleted() throws {
+    let m = try Mounted()
+    for day in 6...8 { try m.file("Test/HelloServer/Test.HelloServer_\(day).log", kib: 4, days: day) }
+    var policy = RetentionPolicy()
+    policy.maxAgeSeconds = 5 * 86_400
+    let plan = Retention.plan(
+      Retention.scan(m.root, patterns: policy.patterns), policy: policy, now: Int64(time(nil)), free: 0, open: [])
+    #expect(plan.count == 3 && plan.allSatisfy { $0.rule == .age })
+    // Someone else removed the middle one between the plan and the deletions.
+    #expect(unlink(plan[1].file.path) == 0)
+    var lines: [String] = []
+    let done = Retention.apply(plan, dryRun: false) { lines.append($0) }
+    #expect(done == [plan[0], plan[2]])
+    #expect(lines.filter { $0.hasPrefix("retention: deleted") }.count == 2)
+    #expect(lines.contains { $0.hasPrefix("retention: cannot delete") && $0.contains("No such file") }, "\(lines)")
+    #expect(m.names().isEmpty)
+  }
+
   @Test func sizePerServerDeletesThatServersOldestUntilUnder() throws {
     let m = try Mounted()
     for day in 1...4 { try m.file("Test/Big/Test.Big_\(day).log", kib: 256, days: 10 - day) }  // 1 MiB
