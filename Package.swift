@@ -218,7 +218,7 @@ let package = Package(
       name: "tars-bench",
       dependencies: [
         "TarsProtocol", "TarsFramework", "TarsRPC", "TarsNIO", "TarsRegistry", "TarsEmbeddedStore", "TarsKube",
-        "TarsAuth", "TarsController", "TarsMonitor", "TarsMonitorService",
+        "TarsAuth", "TarsController", "TarsMonitor", "TarsMonitorService", "TarsAdmin",
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
       ],

@@ -166,4 +166,5 @@ if what == "rpc" || what == "all" { try await rpc() }
 if what == "registry" || what == "all" { try await registry() }
 if what == "controller" || what == "all" { try await controller() }
 if what == "monitor" || what == "all" { try await monitor(Array(CommandLine.arguments.dropFirst(2))) }
+if what == "kube-api" { try await kubeAPI(Array(CommandLine.arguments.dropFirst(2))) }
 if what == "keepalive" { try keepAlive(Array(CommandLine.arguments.dropFirst(2))) }

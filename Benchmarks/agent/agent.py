@@ -1,22 +1,29 @@
 """tarsagent's cost on a node, beside the tools an operator would otherwise run, in interleaved
-rounds (ratios, not absolute times, are the figures):
+rounds (ratios, not absolute times, are the figures), for both builds: the static one the image
+ships (scripts/build-agent: libcurl for HTTP/HTTPS over OpenSSL linked in) and the dynamic one
+`swift build -c release` makes (Debian's libcurl, Swift's runtime in shared libraries):
 
 - a retention pass (dry run) over 10,000 log files in 100 server directories, half of them
   older than the 5-day limit, beside `find DIR -name '*.log' -mtime +5` (K8SFramework's cron);
 - a port query for a process holding 1,000 listening sockets (`tarsagent ports --pid`), beside
   `ss -ltnp` (which also maps sockets to processes);
-- the agent idle between passes (`tarsagent run --every 3600`, serving AgentObj and /metrics on
-  loopback): VmHWM, RssAnon, Pss, and its context switches over 10 s (wakeups); and where its
-  resident pages are, by mapping (the binary, libcurl and the libraries it brings, the C and C++
-  runtimes, libsystemd and its own).
+- the agent as the DaemonSet runs it, idle between passes after its first pass over those
+  10,000 files: AgentObj and /metrics on loopback, its volume and pod jobs listing and watching
+  an API server over TLS (the embedded store behind KubeFront, `tars-bench kube-api`, with 50
+  pods on the node, behind socat's TLS with an RSA 2048 certificate, as kubeadm makes them):
+  VmHWM, RssAnon, Pss, its context switches over 10 s (wakeups), and where its resident pages
+  are, by mapping (the binary, libcurl and the libraries it brings, the C and C++ runtimes,
+  libsystemd, the rest).
 
-Peak RSS is GNU time's maximum resident set size. The release tarsagent is the one
-`swift build -c release --product tarsagent` makes (Swift's runtime in shared libraries).
+Peak RSS is GNU time's maximum resident set size.
 """
 import os, shutil, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-AGENT = os.path.join(ROOT, ".build/release/tarsagent")
+AGENTS = {"static": os.path.join(ROOT, ".build-agent/tarsagent"),
+          "dynamic": os.path.join(ROOT, ".build/release/tarsagent")}
+# The API server's own speed does not enter the agent's figures: any build of tars-bench will do.
+BENCH = os.environ.get("TARS_BENCH", os.path.join(ROOT, ".build/release/tars-bench"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 
 
@@ -98,9 +105,55 @@ def median(values):
     return sorted(values)[len(values) // 2]
 
 
+def api_over_tls(work):
+    """tars-bench kube-api behind socat's TLS; returns (processes, URL, CA file, token file)."""
+    token = os.path.join(work, "token")
+    with open(token, "w") as f:
+        f.write("bench-token\n")
+    key, cert = os.path.join(work, "api.key"), os.path.join(work, "api.crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    api = subprocess.Popen([BENCH, "kube-api", "bench-token", "bench-node", "50"], stdout=subprocess.PIPE, text=True)
+    line = api.stdout.readline().split()
+    if line[:1] != ["ready"]:
+        sys.exit(f"tars-bench kube-api did not start: {line}")
+    port = free_port()
+    tls = subprocess.Popen(["socat", f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0",
+                            f"TCP:127.0.0.1:{line[1]}"], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return [api, tls], f"https://127.0.0.1:{port}", cert, token
+
+
+def idle(agent_path, logs, work, api):
+    """The agent as the DaemonSet runs it, 3 s after start then over 10 s."""
+    _, url, ca, token = api
+    log = os.path.join(work, "agent.log")
+    with open(log, "w") as out:
+        agent = subprocess.Popen(
+            [agent_path, "run", "--log-dir", logs, "--every", "3600", "--listen", "127.0.0.1", "--port", "0",
+             "--metrics-port", str(free_port()), "--kube-server", url, "--kube-ca-file", ca, "--kube-token-file", token,
+             "--node", "bench-node", "--volume-root", os.path.join(work, "volumes")], stdout=out, stderr=out)
+    time.sleep(3)
+    before = status(agent.pid)
+    time.sleep(10)
+    after = status(agent.pid)
+    rollup = status_file(f"/proc/{agent.pid}/smaps_rollup")
+    groups = by_mapping(agent.pid)
+    agent.terminate()
+    agent.wait()
+    with open(log) as f:
+        said = f.read()
+    if "on node bench-node" not in said or "error" in said.lower():
+        sys.exit(f"{agent_path} did not reach the API cleanly:\n{said}")
+    switches = sum(int(after[k]) - int(before[k]) for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+    return after, rollup, switches, groups
+
+
 def main():
     work = tempfile.mkdtemp(prefix="tars-agent-bench.")
     holder = None
+    api = None
     try:
         logs = os.path.join(work, "app_log")
         old = time.time() - 10 * 86400
@@ -118,33 +171,28 @@ def main():
                   "print('ready', flush=True)\ntime.sleep(600)\n")
         holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         holder.stdout.readline()
-        rows = {"retention (tarsagent)": [], "find -mtime +5": [], "ports (tarsagent)": [], "ss -ltnp": []}
+        rows = {}
         for _ in range(ROUNDS):
-            rows["retention (tarsagent)"].append(timed([AGENT, "retention", "--log-dir", logs, "--dry-run"]))
-            rows["find -mtime +5"].append(timed(["find", logs, "-name", "*.log", "-mtime", "+5"]))
-            rows["ports (tarsagent)"].append(timed([AGENT, "ports", "--pid", str(holder.pid)]))
-            rows["ss -ltnp"].append(timed(["ss", "-ltnp"]))
+            for build, agent in AGENTS.items():
+                rows.setdefault(f"retention ({build})", []).append(timed([agent, "retention", "--log-dir", logs, "--dry-run"]))
+            rows.setdefault("find -mtime +5", []).append(timed(["find", logs, "-name", "*.log", "-mtime", "+5"]))
+            for build, agent in AGENTS.items():
+                rows.setdefault(f"ports ({build})", []).append(timed([agent, "ports", "--pid", str(holder.pid)]))
+            rows.setdefault("ss -ltnp", []).append(timed(["ss", "-ltnp"]))
         print(f"10,000 log files, a process with 1,000 listening sockets; {ROUNDS} interleaved rounds (median)")
         for name, values in rows.items():
             print(f"  {name:22s} {median([s for s, _ in values]):6.3f} s   peak RSS {max(k for _, k in values) / 1024:6.1f} MiB")
-        agent = subprocess.Popen(
-            [AGENT, "run", "--log-dir", logs, "--every", "3600", "--listen", "127.0.0.1", "--port", "0",
-             "--metrics-port", str(free_port())], stdout=subprocess.DEVNULL)
-        time.sleep(3)
-        before = status(agent.pid)
-        time.sleep(10)
-        after = status(agent.pid)
-        rollup = status_file(f"/proc/{agent.pid}/smaps_rollup")
-        groups = by_mapping(agent.pid)
-        agent.terminate()
-        agent.wait()
-        switches = sum(int(after[k]) - int(before[k]) for k in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
-        print(f"  idle agent: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, Pss {rollup['Pss']}, "
-              f"{switches} context switches in 10 s")
-        print("  its resident pages: " + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in groups))
+        api = api_over_tls(work)
+        for build, agent in AGENTS.items():
+            after, rollup, switches, groups = idle(agent, logs, work, api)
+            print(f"  idle agent ({build}), API over TLS: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, "
+                  f"Pss {rollup['Pss']}, {switches} context switches in 10 s")
+            print("    its resident pages: " + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in groups if kib))
     finally:
         if holder:
             holder.kill()
+        for p in (api[0] if api else []):
+            p.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 
