@@ -137,13 +137,17 @@ struct ServerTests {
     var flood = [UInt8]()
     flood.reserveCapacity(ping.count * count)
     for _ in 0..<count { flood.append(contentsOf: ping) }
-    let writer = Task.detached { [flood] in flooder.send(flood) }
+    // Each blocking side on a thread of its own, not on the pool other tests need.
+    let writer = Task { [flood] in await onThread { flooder.send(flood) } }
     try await Task.sleep(for: .milliseconds(500))
     let other = try RawSocket(port: server.port)
     other.send(makeRequest(id: 9, servant: helloName, function: "tars_ping"))
-    #expect(other.readResponse()?.iRequestId == 9, "other peers are served meanwhile")
-    var replies = 0
-    while replies < count, let r = flooder.readResponse(), r.iRet == 0 { replies += 1 }
+    #expect(await onThread { other.readResponse()?.iRequestId } == 9, "other peers are served meanwhile")
+    let replies = await onThread {
+      var replies = 0
+      while replies < count, let r = flooder.readResponse(), r.iRet == 0 { replies += 1 }
+      return replies
+    }
     await writer.value
     #expect(replies == count)
     await server.stop()

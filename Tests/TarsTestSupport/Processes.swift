@@ -4,6 +4,15 @@ import Synchronization
 import TarsProtocol
 import TarsRPC
 
+/// Runs blocking `body` (a socket read or write that may wait for seconds) on a thread of its
+/// own and returns its result. Blocking on Swift concurrency's pool instead takes one of its
+/// threads (two on a 2-core machine) from every other test running meanwhile.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+  await withCheckedContinuation { continuation in
+    Thread.detachNewThread { continuation.resume(returning: body()) }
+  }
+}
+
 /// Our POSIX Tars server on its own event-loop thread, for tests that need a real peer.
 public final class LoopServer: @unchecked Sendable {
   public let loop: TarsEventLoop
