@@ -10,24 +10,20 @@ carry no per-function sections, so the linker moves each of them whole.
   python3 scripts/tarsagent-order.py   (after scripts/build-agent and swift build --product
                                         tars-bench; needs valgrind, socat and openssl)
 """
-import os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
 
 from callgrind_order import callgrind, write_order
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(root, "Benchmarks", "agent"))
+from api_tls import free_port, start as api_over_tls  # noqa: E402
+
 binary = os.path.join(root, ".build-agent", "swift", "release", "tarsagent")
 bench = next(p for p in (os.path.join(root, ".build", c, "tars-bench") for c in ("release", "debug")) if os.path.exists(p))
 work = tempfile.mkdtemp(prefix="tarsagent-order-")
 # Callgrind reads the symbol table; it gives up on the DWARF of a Swift static binary.
 agent = os.path.join(work, "tarsagent")
 subprocess.run(["objcopy", "--strip-debug", binary, agent], check=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 logs = os.path.join(work, "app_log")
 old = time.time() - 10 * 86400
@@ -40,21 +36,9 @@ for s in range(4):
             f.write(b"x" * 64)
         if i % 2 == 0:
             os.utime(path, (old, old))
-with open(os.path.join(work, "token"), "w") as f:
-    f.write("order-token\n")
-key, cert = os.path.join(work, "api.key"), os.path.join(work, "api.crt")
-subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-                "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
-api = subprocess.Popen([bench, "kube-api", "order-token", "order-node", "20"], stdout=subprocess.PIPE, text=True)
-tls = None
+processes, url, ca, token = api_over_tls(work, bench, "order-node", 20)
 try:
-    ready = api.stdout.readline().split()
-    if ready[:1] != ["ready"]:
-        sys.exit("tars-bench kube-api did not start")
-    tls_port, metrics = free_port(), free_port()
-    tls = subprocess.Popen(["socat", f"OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0",
-                            f"TCP:127.0.0.1:{ready[1]}"], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    metrics = free_port()
 
     def daemon(p):
         time.sleep(40)  # valgrind is slow: start-up, the pass, the TLS handshakes, the first lists
@@ -66,14 +50,12 @@ try:
 
     callgrind(agent, os.path.join(work, "run"),
               ["run", "--log-dir", logs, "--every", "3600", "--listen", "127.0.0.1", "--port", "0",
-               "--metrics-port", str(metrics), "--kube-server", f"https://127.0.0.1:{tls_port}", "--kube-ca-file", cert,
-               "--kube-token-file", os.path.join(work, "token"), "--node", "order-node",
-               "--volume-root", os.path.join(work, "volumes")], daemon)
+               "--metrics-port", str(metrics), "--kube-server", url, "--kube-ca-file", ca, "--kube-token-file", token,
+               "--node", "order-node", "--volume-root", os.path.join(work, "volumes")], daemon)
     callgrind(agent, os.path.join(work, "ports"), ["ports"])
 finally:
-    for p in (api, tls):
-        if p:
-            p.kill()
+    for p in processes:
+        p.kill()
 parts = sorted(f for f in os.listdir(work) if f.startswith("run")) + ["ports"]
 out = os.path.join(root, "scripts", "tarsagent.order")
 count = write_order(agent, [os.path.join(work, part) for part in parts], out)

@@ -19,6 +19,8 @@ Peak RSS is GNU time's maximum resident set size.
 """
 import os, shutil, subprocess, sys, tempfile, time
 
+from api_tls import free_port, start as api_over_tls
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENTS = {"static": os.path.join(ROOT, ".build-agent/tarsagent"),
           "dynamic": os.path.join(ROOT, ".build/release/tarsagent")}
@@ -94,35 +96,8 @@ def by_mapping(pid):
     return list(totals.items())
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def median(values):
     return sorted(values)[len(values) // 2]
-
-
-def api_over_tls(work):
-    """tars-bench kube-api behind socat's TLS; returns (processes, URL, CA file, token file)."""
-    token = os.path.join(work, "token")
-    with open(token, "w") as f:
-        f.write("bench-token\n")
-    key, cert = os.path.join(work, "api.key"), os.path.join(work, "api.crt")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    api = subprocess.Popen([BENCH, "kube-api", "bench-token", "bench-node", "50"], stdout=subprocess.PIPE, text=True)
-    line = api.stdout.readline().split()
-    if line[:1] != ["ready"]:
-        sys.exit(f"tars-bench kube-api did not start: {line}")
-    port = free_port()
-    tls = subprocess.Popen(["socat", f"OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={cert},key={key},verify=0",
-                            f"TCP:127.0.0.1:{line[1]}"], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return [api, tls], f"https://127.0.0.1:{port}", cert, token
 
 
 def idle(agent_path, logs, work, api):
@@ -182,7 +157,7 @@ def main():
         print(f"10,000 log files, a process with 1,000 listening sockets; {ROUNDS} interleaved rounds (median)")
         for name, values in rows.items():
             print(f"  {name:22s} {median([s for s, _ in values]):6.3f} s   peak RSS {max(k for _, k in values) / 1024:6.1f} MiB")
-        api = api_over_tls(work)
+        api = api_over_tls(work, BENCH, "bench-node", 50)
         for build, agent in AGENTS.items():
             after, rollup, switches, groups = idle(agent, logs, work, api)
             print(f"  idle agent ({build}), API over TLS: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, "
