@@ -10,18 +10,24 @@ public struct RetentionPolicy: Sendable, Equatable {
   public var maxBytesPerServer: Int64?
   /// Free space of the file system below this: the oldest files anywhere go until it is above.
   public var minFreeBytes: Int64?
-  /// Names the rules apply to (`*` matches anything, `?` one character); others are never touched.
+  /// Names the rules apply to, as the shell matches them (fnmatch: `*` anything, `?` one
+  /// character); others are never touched.
   public var patterns = ["*.log", "*.log.*", "core.*", "*.stdout.log*"]
 
   public init() {}
 }
 
 /// A file under the log directory, as retention judges it. A pass holds one of these for every
-/// file under the directory, so each is kept small: the directory (and the server it stands
-/// for) is shared by the files in it, and the path is made when asked for.
+/// file under the directory, so each is kept small: 48 bytes and no allocation of its own. The
+/// directory (and the server it stands for) is shared by the files in it, so is one buffer of
+/// their names, and the path is made when asked for.
 public struct LogFile: Sendable, Equatable {
   public var directory: LogDirectory
-  public var name: String
+  /// Where the name is in `directory.names`.
+  var nameStart: UInt32
+  var nameCount: UInt16
+  public var name: String { String(decoding: nameBytes, as: UTF8.self) }
+  var nameBytes: ArraySlice<UInt8> { directory.names[Int(nameStart)..<Int(nameStart) + Int(nameCount)] }
   public var path: String { directory.path + "/" + name }
   /// `App.Server`: the two directories the file is in (tarsnode writes `<App>/<Server>/…`, under
   /// `<namespace>/<pod>/` when pods share the node's log directory), or "" nearer the root.
@@ -33,8 +39,15 @@ public struct LogFile: Sendable, Equatable {
   public var id: FileID
 
   public static func == (l: LogFile, r: LogFile) -> Bool {
-    l.directory.path == r.directory.path && l.name == r.name && l.bytes == r.bytes && l.modified == r.modified
-      && l.id == r.id
+    l.directory.path == r.directory.path && l.nameBytes == r.nameBytes && l.bytes == r.bytes
+      && l.modified == r.modified && l.id == r.id
+  }
+
+  /// Oldest first; files of the same age by path, so a plan is the same from pass to pass.
+  static func older(_ l: LogFile, _ r: LogFile) -> Bool {
+    if l.modified != r.modified { return l.modified < r.modified }
+    if l.directory !== r.directory { return l.directory.path < r.directory.path }
+    return l.nameBytes.lexicographicallyPrecedes(r.nameBytes)
   }
 }
 
@@ -43,10 +56,14 @@ public final class LogDirectory: Sendable {
   public let path: String
   /// The server its files belong to (see `LogFile.server`).
   public let server: String
+  /// Its files' names one after another (UTF-8), each found by `LogFile.nameStart`: one
+  /// allocation, not a string each.
+  let names: [UInt8]
 
-  init(path: String, server: String) {
+  init(path: String, server: String, names: [UInt8]) {
     self.path = path
     self.server = server
+    self.names = names
   }
 }
 
@@ -83,24 +100,42 @@ public struct Deletion: Sendable, Equatable {
 }
 
 public enum Retention {
-  /// Every file under `root` whose name matches a pattern.
+  /// Every file under `root` whose name matches a pattern. Reads each directory with readdir and
+  /// fstatat on the entry's own name, so the names are copied once, into the directory's buffer.
   public static func scan(_ root: String, patterns: [String]) -> [LogFile] {
     var out: [LogFile] = []
-    func walk(_ dir: String, _ depth: Int, _ parts: [String]) {
-      let directory = LogDirectory(path: dir, server: parts.count >= 2 ? parts.suffix(2).joined(separator: ".") : "")
-      for name in Files.list(dir) {
-        let path = dir + "/" + name
-        var st = stat()
-        guard lstat(path, &st) == 0 else { continue }
-        if st.st_mode & S_IFMT == S_IFDIR {
-          if depth < 16 { walk(path, depth + 1, parts + [name]) }
-        } else if st.st_mode & S_IFMT == S_IFREG, patterns.contains(where: { glob($0, name) }) {
-          out.append(
-            LogFile(
-              directory: directory, name: name, bytes: Int64(st.st_size),
-              modified: Int64(st.st_mtim.tv_sec), id: FileID(st)))
+    func walk(_ path: String, _ depth: Int, _ parts: [String]) {
+      guard let dir = opendir(path) else { return }
+      var names: [UInt8] = []
+      var found: [(start: Int, count: Int, bytes: Int64, modified: Int64, id: FileID)] = []
+      var subdirectories: [String] = []
+      while let entry = readdir(dir) {
+        withUnsafeBytes(of: entry.pointee.d_name) { raw in
+          let name = raw.prefix { $0 != 0 }
+          guard !name.elementsEqual(".".utf8), !name.elementsEqual("..".utf8) else { return }
+          var st = stat()
+          let cName = raw.baseAddress!.assumingMemoryBound(to: CChar.self)
+          guard fstatat(dirfd(dir), cName, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return }
+          if st.st_mode & S_IFMT == S_IFDIR {
+            if depth < 16 { subdirectories.append(String(decoding: name, as: UTF8.self)) }
+          } else if st.st_mode & S_IFMT == S_IFREG, patterns.contains(where: { fnmatch($0, cName, 0) == 0 }) {
+            found.append((names.count, name.count, Int64(st.st_size), Int64(st.st_mtim.tv_sec), FileID(st)))
+            names.append(contentsOf: name)
+          }
         }
       }
+      closedir(dir)
+      if !found.isEmpty {
+        let directory = LogDirectory(
+          path: path, server: parts.count >= 2 ? parts.suffix(2).joined(separator: ".") : "", names: names)
+        for f in found {
+          out.append(
+            LogFile(
+              directory: directory, nameStart: UInt32(f.start), nameCount: UInt16(f.count),
+              bytes: f.bytes, modified: f.modified, id: f.id))
+        }
+      }
+      for name in subdirectories.sorted() { walk(path + "/" + name, depth + 1, parts + [name]) }
     }
     walk(root, 0, [])
     return out
@@ -115,10 +150,7 @@ public enum Retention {
     var out: [Deletion] = []
     var gone = [Bool](repeating: false, count: files.count)
     let candidates = files.indices.filter { !open.contains(files[$0].id) }
-      .sorted {
-        (files[$0].modified, files[$0].directory.path, files[$0].name)
-          < (files[$1].modified, files[$1].directory.path, files[$1].name)
-      }
+      .sorted { LogFile.older(files[$0], files[$1]) }
     out.reserveCapacity(candidates.count)  // one allocation, not a doubling's two at once
     if let maxAge = policy.maxAgeSeconds {
       for i in candidates where now - files[i].modified > maxAge {
@@ -172,11 +204,6 @@ public enum Retention {
     var s = statvfs()
     guard statvfs(path, &s) == 0 else { return nil }
     return Int64(s.f_bavail) * Int64(s.f_frsize)
-  }
-
-  /// `*` and `?` globbing, as the shell matches a file name.
-  static func glob(_ pattern: String, _ name: String) -> Bool {
-    fnmatch(pattern, name, 0) == 0
   }
 }
 

@@ -85,6 +85,26 @@ struct RetentionTests {
     #expect(lines.contains { $0.contains("core.1234") && $0.contains("(9 days)") })
   }
 
+  /// A scan keeps each file's name in its directory's one buffer: every path comes back as it
+  /// was written, non-ASCII and spaces included, with its server and size, in 48 bytes a file.
+  @Test func aScanGivesBackEveryPathFromItsDirectorysNames() throws {
+    let m = try Mounted()
+    let paths = [
+      "A/One/a.log", "A/One/b.log.1", "A/One/journal d'été.log", "A/Two/core.77", "B/One/x.stdout.log",
+      "top.log",
+    ]
+    for (i, path) in paths.enumerated() { try m.file(path, kib: i + 1) }
+    try m.file("A/One/notes.txt", kib: 1)  // matches no pattern
+    let files = Retention.scan(m.root, patterns: RetentionPolicy().patterns)
+    #expect(Set(files.map { String($0.path.dropFirst(m.root.count + 1)) }) == Set(paths))
+    let byName = Dictionary(uniqueKeysWithValues: files.map { ($0.name, $0) })
+    #expect(byName["journal d'été.log"]?.server == "A.One")
+    #expect(byName["journal d'été.log"]?.bytes == 3 << 10)
+    #expect(byName["core.77"]?.server == "A.Two")
+    #expect(byName["top.log"]?.server == "")
+    #expect(MemoryLayout<LogFile>.stride == 48)
+  }
+
   @Test func aFileGoneBeforeItsTurnIsNotCountedAsDeleted() throws {
     let m = try Mounted()
     for day in 6...8 { try m.file("Test/HelloServer/Test.HelloServer_\(day).log", kib: 4, days: day) }
