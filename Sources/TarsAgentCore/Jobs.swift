@@ -199,7 +199,9 @@ public final class NodePodsJob: KubeJob {
     let pods = HostPortPod.from(podList: list)
     let version = list["metadata"]?["resourceVersion"]?.stringValue ?? ""
     // The host's network namespace is the agent's own (the DaemonSet runs it on the host's network).
-    guard !pods.isEmpty, let host = scanner.namespace(of: getpid()) else { return version }
+    guard !pods.isEmpty,
+      let host = scanner.namespace(of: getpid(), ports: Set(pods.lazy.flatMap { $0.ports.map(\.port) }))
+    else { return version }
     let byName = Dictionary(
       (list["items"]?.arrayValue ?? []).map { ($0["metadata"]?["name"]?.stringValue ?? "", $0) },
       uniquingKeysWith: { a, _ in a })

@@ -24,25 +24,73 @@ public struct ListeningSocket: Sendable, Equatable, Hashable {
 /// `/proc/net/{tcp,tcp6,udp,udp6}`: one line per socket, addresses in hex in the kernel's byte
 /// order (an IPv4 address as one little-endian 32-bit word, an IPv6 one as four).
 public enum ProcNet {
-  static let listen = "0A"  // TCP_LISTEN
-  static let unconnected = "07"  // UDP: TCP_CLOSE, i.e. bound and not connected
-
+  /// The listening sockets in `text`, the whole of a `/proc/net/…` file.
   public static func listening(_ text: String, transport: ListeningSocket.Transport) -> [ListeningSocket] {
+    var text = text
+    return text.withUTF8 { all in
+      all.split(separator: UInt8(ascii: "\n")).dropFirst().compactMap {
+        socket(UnsafeBufferPointer(rebasing: $0), transport)
+      }
+    }
+  }
+
+  /// The listening sockets in the `/proc/net/…` file at `path`, read a line at a time: a node's
+  /// thousands of connections are kept from memory, only the few that listen are.
+  public static func listening(path: String, transport: ListeningSocket.Transport) throws(FileError)
+    -> [ListeningSocket]
+  {
     var out: [ListeningSocket] = []
-    for line in text.split(separator: "\n").dropFirst() {
-      let f = line.split(separator: " ", omittingEmptySubsequences: true)
-      guard f.count >= 10 else { continue }
-      let state = String(f[3])
-      guard state == (transport == .tcp ? listen : unconnected) else { continue }
-      let local = f[1].split(separator: ":")
-      guard local.count == 2, let port = Int(local[1], radix: 16), let inode = UInt64(f[9]), let uid = Int(f[7])
-      else { continue }
-      // A UDP socket bound to no port yet (port 0) takes nothing.
-      guard port > 0 else { continue }
-      out.append(
-        ListeningSocket(transport: transport, address: address(String(local[0])), port: port, inode: inode, uid: uid))
+    var header = true
+    try Files.forEachLine(path) { line in
+      if header {
+        header = false
+      } else if let s = socket(line, transport) {
+        out.append(s)
+      }
     }
     return out
+  }
+
+  /// One line (`sl local_address rem_address st … uid timeout inode …`), if it is a socket that
+  /// takes a port: TCP in LISTEN (0A), or UDP bound and not connected (07, TCP_CLOSE).
+  static func socket(_ line: UnsafeBufferPointer<UInt8>, _ transport: ListeningSocket.Transport) -> ListeningSocket? {
+    var fields: [Slice<UnsafeBufferPointer<UInt8>>] = []
+    fields.reserveCapacity(10)
+    var start: Int?
+    for i in line.indices where fields.count < 10 {
+      if line[i] == UInt8(ascii: " ") {
+        if let s = start { fields.append(line[s..<i]) }
+        start = nil
+      } else if start == nil {
+        start = i
+      }
+    }
+    if let s = start, fields.count < 10 { fields.append(line[s..<line.endIndex]) }
+    guard fields.count == 10, fields[3].elementsEqual((transport == .tcp ? "0A" : "07").utf8),
+      let colon = fields[1].firstIndex(of: UInt8(ascii: ":")),
+      let port = number(fields[1][(colon + 1)...], radix: 16), let uid = number(fields[7], radix: 10),
+      let inode = number(fields[9], radix: 10),
+      port > 0  // a UDP socket bound to no port yet takes nothing
+    else { return nil }
+    let hex = String(decoding: fields[1][..<colon], as: UTF8.self)
+    return ListeningSocket(transport: transport, address: address(hex), port: Int(port), inode: inode, uid: Int(uid))
+  }
+
+  /// Digits in `radix` (10 or 16, either case), nil if empty, not all digits, or too large.
+  static func number(_ digits: Slice<UnsafeBufferPointer<UInt8>>, radix: UInt64) -> UInt64? {
+    guard !digits.isEmpty, digits.count <= (radix == 16 ? 16 : 19) else { return nil }
+    var value: UInt64 = 0
+    for c in digits {
+      let d: UInt64
+      switch c {
+      case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt64(c - UInt8(ascii: "0"))
+      case UInt8(ascii: "a")...UInt8(ascii: "f") where radix == 16: d = UInt64(c - UInt8(ascii: "a") + 10)
+      case UInt8(ascii: "A")...UInt8(ascii: "F") where radix == 16: d = UInt64(c - UInt8(ascii: "A") + 10)
+      default: return nil
+      }
+      value = value * radix + d
+    }
+    return value
   }
 
   /// `0100007F` → `127.0.0.1`; 32 hex digits → an IPv6 address (compressed as inet_ntop does).
@@ -102,21 +150,23 @@ public struct PortScanner: Sendable {
     }
   }
 
-  /// The namespace `pid` is in (the host's: pid 1, or the agent's own).
-  public func namespace(of pid: Int32) -> Namespace? {
+  /// The namespace `pid` is in (the host's: pid 1, or the agent's own). With `ports`, only the
+  /// sockets on those ports: what a host-port check needs, on a node that may hold thousands.
+  public func namespace(of pid: Int32, ports: Set<Int>? = nil) -> Namespace? {
     guard let inode = proc.networkNamespace(of: pid) else { return nil }
     let pids = proc.pids().filter { proc.networkNamespace(of: $0) == inode }
-    return namespace(inode: inode, pids: pids)
+    return namespace(inode: inode, pids: pids, ports: ports)
   }
 
-  func namespace(inode: UInt64, pids: [Int32]) -> Namespace {
+  func namespace(inode: UInt64, pids: [Int32], ports: Set<Int>? = nil) -> Namespace {
     // One process's view of /proc/PID/net is its namespace's; any live one will do.
     var sockets: [ListeningSocket] = []
     for pid in pids {
       var read = false
       for (file, transport) in [("tcp", ListeningSocket.Transport.tcp), ("tcp6", .tcp), ("udp", .udp), ("udp6", .udp)] {
-        guard let text = try? Files.readText("\(proc.root)/\(pid)/net/\(file)") else { continue }
-        sockets += ProcNet.listening(text, transport: transport)
+        guard let found = try? ProcNet.listening(path: "\(proc.root)/\(pid)/net/\(file)", transport: transport)
+        else { continue }
+        sockets += ports.map { ports in found.filter { ports.contains($0.port) } } ?? found
         read = true
       }
       if read { break }
@@ -126,11 +176,18 @@ public struct PortScanner: Sendable {
     for pid in pids {
       for inode in proc.sockets(of: pid) where wanted.contains(inode) { owners[inode, default: []].append(pid) }
     }
+    // A process holding many sockets is read once, not once a socket.
+    var described: [Int32: (command: String, podUID: String?)] = [:]
+    func describe(_ pid: Int32) -> (command: String, podUID: String?) {
+      if let known = described[pid] { return known }
+      let d = (proc.command(of: pid), proc.podUID(of: pid))
+      described[pid] = d
+      return d
+    }
     let holders = sockets.map { s -> Holder in
       let pids = owners[s.inode] ?? []
-      return Holder(
-        socket: s, pids: pids, command: pids.first.map { proc.command(of: $0) } ?? "",
-        podUID: pids.first.flatMap { proc.podUID(of: $0) })
+      let d = pids.first.map(describe)
+      return Holder(socket: s, pids: pids, command: d?.command ?? "", podUID: d?.podUID)
     }.sorted { ($0.socket.port, $0.socket.transport.rawValue) < ($1.socket.port, $1.socket.transport.rawValue) }
     let pod = pids.lazy.compactMap { proc.podUID(of: $0) }.first
     return Namespace(inode: inode, pids: pids, listening: holders, podUID: pod)

@@ -31,6 +31,45 @@ public enum Files {
     }
   }
 
+  /// Calls `body` with each line of the file at `path`, without its newline, reading 16 KiB at a
+  /// time: a /proc file of thousands of sockets is hundreds of kilobytes, and a caller that keeps
+  /// a few of its lines need never hold it whole. A longer line grows the buffer.
+  public static func forEachLine(_ path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) throws(FileError) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FileError("open", path) }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+    var used = 0
+    while true {
+      if used == buffer.count { buffer += repeatElement(0, count: buffer.count) }
+      let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + used, $0.count - used) }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw FileError("read", path)
+      }
+      if n == 0 {
+        if used > 0 { buffer.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[0..<used])) } }
+        return
+      }
+      let scanned = used
+      used += n
+      let consumed = buffer.withUnsafeBufferPointer { all in
+        var start = 0
+        for i in scanned..<used where all[i] == UInt8(ascii: "\n") {
+          body(UnsafeBufferPointer(rebasing: all[start..<i]))
+          start = i + 1
+        }
+        return start
+      }
+      if consumed > 0 {
+        buffer.withUnsafeMutableBytes { raw in
+          _ = memmove(raw.baseAddress!, raw.baseAddress! + consumed, used - consumed)
+        }
+        used -= consumed
+      }
+    }
+  }
+
   public static func readText(_ path: String) throws(FileError) -> String {
     String(decoding: try read(path), as: UTF8.self)
   }

@@ -144,6 +144,30 @@ struct PortTests {
     #expect(Proc.podUID(cgroup: "0::/user.slice/user-0.slice/session-1.scope\n") == nil)
   }
 
+  /// A /proc/net file of 3,000 sockets, read 16 KiB at a time, gives what reading it whole gives:
+  /// across chunk boundaries, past a line longer than the buffer, and up to a last line without
+  /// its newline.
+  @Test func procNetFilesAreReadALineAtATime() throws {
+    var lines = ["  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode"]
+    for i in 0..<3000 {
+      let port = String(1024 + i, radix: 16, uppercase: true)
+      let state = i % 3 == 0 || i == 2999 ? "0A" : "01"
+      lines.append(
+        "\(i): 0100007F:\(port) 00000000:0000 \(state) 00000000:00000000 00:00000000 00000000  1000        0 \(50000 + i) 1 0000000000000000 100 0 0 10 0"
+      )
+    }
+    lines.insert("  9999: " + String(repeating: "x", count: 40_000), at: 1500)
+    let text = lines.joined(separator: "\n")
+    let path = NSTemporaryDirectory() + "procnet-\(getpid())"
+    try text.write(toFile: path, atomically: false, encoding: .utf8)
+    defer { unlink(path) }
+    let read = try ProcNet.listening(path: path, transport: .tcp)
+    #expect(read.count == 1001)
+    #expect(read == ProcNet.listening(text, transport: .tcp))
+    #expect(
+      read.last == ListeningSocket(transport: .tcp, address: "127.0.0.1", port: 1024 + 2999, inode: 52999, uid: 1000))
+  }
+
   @Test func procNetLinesParse() {
     let tcp = """
         sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
