@@ -17,6 +17,7 @@ from callgrind_order import callgrind, write_order
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(root, "Benchmarks", "agent"))
 from api_tls import free_port, start as api_over_tls  # noqa: E402
+from logdir import make_logs  # noqa: E402
 
 binary = os.path.join(root, ".build-agent", "swift", "release", "tarsagent")
 bench = next(p for p in (os.path.join(root, ".build", c, "tars-bench") for c in ("release", "debug")) if os.path.exists(p))
@@ -26,16 +27,7 @@ agent = os.path.join(work, "tarsagent")
 subprocess.run(["objcopy", "--strip-debug", binary, agent], check=True)
 
 logs = os.path.join(work, "app_log")
-old = time.time() - 10 * 86400
-for s in range(4):
-    d = os.path.join(logs, "App", f"Server{s}")
-    os.makedirs(d)
-    for i in range(10):
-        path = os.path.join(d, f"App.Server{s}_{i}.log")
-        with open(path, "wb") as f:
-            f.write(b"x" * 64)
-        if i % 2 == 0:
-            os.utime(path, (old, old))
+make_logs(logs, 4, 10)
 processes, url, ca, token = api_over_tls(work, bench, "order-node", 20)
 try:
     metrics = free_port()

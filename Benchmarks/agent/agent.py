@@ -13,13 +13,17 @@ ships (scripts/build-agent: libcurl for HTTP/HTTPS over OpenSSL linked in) and t
   pods on the node, behind socat's TLS with an RSA 2048 certificate, as kubeadm makes them):
   VmHWM, RssAnon, Pss, its context switches over 10 s (wakeups), and where its resident pages
   are, by mapping (the binary, libcurl and the libraries it brings, the C and C++ runtimes,
-  libsystemd, the rest).
+  libsystemd, the rest). The 1,000 sockets are still held, so the pod job's host-port check
+  reads them. Each agent starts on a fresh set of the 10,000 files. The static build runs
+  twice: with its binary's pages dropped from the page cache, and read whole beforehand (as an
+  image pull leaves it); the kernel maps more of a file on a fault when more of it is cached.
 
 Peak RSS is GNU time's maximum resident set size.
 """
 import os, shutil, subprocess, sys, tempfile, time
 
 from api_tls import free_port, start as api_over_tls
+from logdir import make_logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AGENTS = {"static": os.path.join(ROOT, ".build-agent/tarsagent"),
@@ -100,9 +104,24 @@ def median(values):
     return sorted(values)[len(values) // 2]
 
 
-def idle(agent_path, logs, work, api):
+def page_cache(path, warm):
+    """Drops the binary's cached pages (cold: as on a node whose page cache let it go), then for
+    warm reads it whole, as an image pull leaves it. How much of the file the kernel maps on a
+    fault depends on what is cached around the page, so the two give different file pages."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if warm:
+            while os.read(fd, 1 << 20):
+                pass
+    finally:
+        os.close(fd)
+
+
+def idle(agent_path, logs, work, api, warm=True):
     """The agent as the DaemonSet runs it, 3 s after start then over 10 s."""
     _, url, ca, token = api
+    page_cache(agent_path, warm)
     log = os.path.join(work, "agent.log")
     with open(log, "w") as out:
         agent = subprocess.Popen(
@@ -131,16 +150,7 @@ def main():
     api = None
     try:
         logs = os.path.join(work, "app_log")
-        old = time.time() - 10 * 86400
-        for s in range(100):
-            d = os.path.join(logs, f"App{s // 10}", f"Server{s}")
-            os.makedirs(d)
-            for i in range(100):
-                p = os.path.join(d, f"App.Server{s}_{i}.log")
-                with open(p, "wb") as f:
-                    f.write(b"x" * 64)
-                if i % 2 == 0:
-                    os.utime(p, (old, old))
+        make_logs(logs, 100, 100)
         script = ("import socket, sys, time\nss = []\nfor i in range(1000):\n"
                   "    s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); ss.append(s)\n"
                   "print('ready', flush=True)\ntime.sleep(600)\n")
@@ -158,10 +168,13 @@ def main():
         for name, values in rows.items():
             print(f"  {name:22s} {median([s for s, _ in values]):6.3f} s   peak RSS {max(k for _, k in values) / 1024:6.1f} MiB")
         api = api_over_tls(work, BENCH, "bench-node", 50)
-        for build, agent in AGENTS.items():
-            after, rollup, switches, groups = idle(agent, logs, work, api)
-            print(f"  idle agent ({build}), API over TLS: VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, "
-                  f"Pss {rollup['Pss']}, {switches} context switches in 10 s")
+        for build, agent, warm in [("static", AGENTS["static"], False), ("static", AGENTS["static"], True),
+                                   ("dynamic", AGENTS["dynamic"], True)]:
+            make_logs(logs, 100, 100)  # each agent's first pass deletes the old half
+            after, rollup, switches, groups = idle(agent, logs, work, api, warm)
+            print(f"  idle agent ({build}, binary {'read whole beforehand' if warm else 'not cached'}), API over TLS: "
+                  f"VmHWM {after['VmHWM']}, RssAnon {after['RssAnon']}, Pss {rollup['Pss']}, "
+                  f"{switches} context switches in 10 s")
             print("    its resident pages: " + ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in groups if kib))
     finally:
         if holder:
