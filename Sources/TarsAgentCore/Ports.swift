@@ -54,43 +54,19 @@ public enum ProcNet {
   /// One line (`sl local_address rem_address st … uid timeout inode …`), if it is a socket that
   /// takes a port: TCP in LISTEN (0A), or UDP bound and not connected (07, TCP_CLOSE).
   static func socket(_ line: UnsafeBufferPointer<UInt8>, _ transport: ListeningSocket.Transport) -> ListeningSocket? {
-    var fields: [Slice<UnsafeBufferPointer<UInt8>>] = []
-    fields.reserveCapacity(10)
-    var start: Int?
-    for i in line.indices where fields.count < 10 {
-      if line[i] == UInt8(ascii: " ") {
-        if let s = start { fields.append(line[s..<i]) }
-        start = nil
-      } else if start == nil {
-        start = i
-      }
+    let f = line.split(separator: UInt8(ascii: " "), maxSplits: 10, omittingEmptySubsequences: true)
+    // Short digit strings are stored inline: parsing makes no allocation.
+    func number(_ digits: Slice<UnsafeBufferPointer<UInt8>>, radix: Int) -> UInt64? {
+      UInt64(String(decoding: digits, as: UTF8.self), radix: radix)
     }
-    if let s = start, fields.count < 10 { fields.append(line[s..<line.endIndex]) }
-    guard fields.count == 10, fields[3].elementsEqual((transport == .tcp ? "0A" : "07").utf8),
-      let colon = fields[1].firstIndex(of: UInt8(ascii: ":")),
-      let port = number(fields[1][(colon + 1)...], radix: 16), let uid = number(fields[7], radix: 10),
-      let inode = number(fields[9], radix: 10),
+    guard f.count >= 10, f[3].elementsEqual((transport == .tcp ? "0A" : "07").utf8),
+      let colon = f[1].firstIndex(of: UInt8(ascii: ":")),
+      let port = number(f[1][(colon + 1)...], radix: 16), let uid = number(f[7], radix: 10),
+      let inode = number(f[9], radix: 10),
       port > 0  // a UDP socket bound to no port yet takes nothing
     else { return nil }
-    let hex = String(decoding: fields[1][..<colon], as: UTF8.self)
+    let hex = String(decoding: f[1][..<colon], as: UTF8.self)
     return ListeningSocket(transport: transport, address: address(hex), port: Int(port), inode: inode, uid: Int(uid))
-  }
-
-  /// Digits in `radix` (10 or 16, either case), nil if empty, not all digits, or too large.
-  static func number(_ digits: Slice<UnsafeBufferPointer<UInt8>>, radix: UInt64) -> UInt64? {
-    guard !digits.isEmpty, digits.count <= (radix == 16 ? 16 : 19) else { return nil }
-    var value: UInt64 = 0
-    for c in digits {
-      let d: UInt64
-      switch c {
-      case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt64(c - UInt8(ascii: "0"))
-      case UInt8(ascii: "a")...UInt8(ascii: "f") where radix == 16: d = UInt64(c - UInt8(ascii: "a") + 10)
-      case UInt8(ascii: "A")...UInt8(ascii: "F") where radix == 16: d = UInt64(c - UInt8(ascii: "A") + 10)
-      default: return nil
-      }
-      value = value * radix + d
-    }
-    return value
   }
 
   /// `0100007F` → `127.0.0.1`; 32 hex digits → an IPv6 address (compressed as inet_ntop does).

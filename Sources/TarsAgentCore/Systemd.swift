@@ -3,8 +3,8 @@ import Glibc
 
 /// systemd's service protocol, through libsystemd: READY=1 once the agent serves, WATCHDOG=1
 /// on every pass of its loop. libsystemd is loaded only when systemd asks (see the shim).
-/// Without systemd (no `NOTIFY_SOCKET`: a DaemonSet pod, a shell)
-/// each call is a no-op that says so by returning 0.
+/// Without systemd (no `NOTIFY_SOCKET`: a DaemonSet pod, a shell) each call is a no-op that says
+/// so by returning 0.
 public enum Systemd {
   /// Sends `state` (`READY=1`, `WATCHDOG=1`, `STATUS=…`); 1 sent, 0 no systemd, < 0 -errno.
   @discardableResult
